@@ -1,0 +1,8 @@
+// CSSLM: the library behind the csslm tool. One folder per concern (see ../shared/DESIGN.md):
+// Tensor (flat buffers and kernels), Model (BERT encoder, heads, safetensors), Training (AdamW,
+// schedule), Text (tokenizer), Data, Distributed, Retrieval, Objectives.
+
+/// Version of the csslm library and of the files it writes.
+public enum CSSLMVersion {
+    public static let string = "0.1.0"
+}

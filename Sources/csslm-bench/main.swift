@@ -1,0 +1,3 @@
+// Benchmark driver (see scripts/bench.sh).
+import CSSLM
+print("csslm-bench \(CSSLMVersion.string)")
