@@ -1,0 +1,90 @@
+// AdamW over the flat parameter buffer (decoupled weight decay, none on biases and LayerNorm),
+// the linear warmup-then-decay schedule and global gradient-norm clipping, each written to give
+// the same numbers as torch.optim.AdamW, transformers' get_linear_schedule_with_warmup and
+// torch.nn.utils.clip_grad_norm_.
+import Foundation
+
+public struct AdamWConfig: Codable, Equatable, Sendable {
+    public var learningRate: Float = 2e-5
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 0.01
+    public init(learningRate: Float = 2e-5, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0.01) {
+        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+        self.weightDecay = weightDecay
+    }
+}
+
+/// AdamW moments in two flat buffers with the parameters' layout.
+public final class AdamW {
+    public var config: AdamWConfig
+    public let m: FloatBuffer
+    public let v: FloatBuffer
+    /// Number of updates applied so far.
+    public var step: Int = 0
+
+    public init(config: AdamWConfig, parameterCount: Int) {
+        self.config = config
+        m = FloatBuffer(count: parameterCount)
+        v = FloatBuffer(count: parameterCount)
+    }
+
+    /// One update of `params` from `params.grads` at learning rate `lr`.
+    public func update(_ params: ParameterSet, lr: Float) {
+        step += 1
+        let c = config
+        // Step-dependent scalars in Double, as PyTorch computes them in Python floats.
+        let bc1 = 1 - pow(Double(c.beta1), Double(step))
+        let bc2Sqrt = (1 - pow(Double(c.beta2), Double(step))).squareRoot()
+        let stepSize = Float(Double(lr) / bc1)
+        let invBc2Sqrt = Float(1 / bc2Sqrt)
+        let b2 = c.beta2, eps = c.eps, oneMinusB1 = 1 - c.beta1, oneMinusB2 = 1 - c.beta2
+        let p = params.values.base, g = params.grads.base, m = m.base, v = v.base
+        for spec in params.specs {
+            let decay: Float = spec.decays ? 1 - lr * c.weightDecay : 1
+            for i in spec.range {
+                let gi = g[i]
+                p[i] *= decay
+                m[i] += (gi - m[i]) * oneMinusB1          // lerp, as torch's exp_avg.lerp_
+                v[i] = v[i] * b2 + gi * gi * oneMinusB2
+                let denom = v[i].squareRoot() * invBc2Sqrt + eps
+                p[i] -= stepSize * (m[i] / denom)
+            }
+        }
+    }
+}
+
+/// Linear warmup from 0 to the peak over `warmupSteps`, then linear decay to 0 at `totalSteps`
+/// (transformers' get_linear_schedule_with_warmup); `multiplier(step)` is for the 0-based step.
+public struct LinearSchedule: Codable, Equatable, Sendable {
+    public var warmupSteps: Int
+    public var totalSteps: Int
+    public init(warmupSteps: Int, totalSteps: Int) {
+        self.warmupSteps = warmupSteps; self.totalSteps = totalSteps
+    }
+    /// Warmup as a fraction of the total (METHOD.md: 10%).
+    public init(warmupFraction: Double, totalSteps: Int) {
+        self.init(warmupSteps: Int(warmupFraction * Double(totalSteps)), totalSteps: totalSteps)
+    }
+    public func multiplier(_ step: Int) -> Float {
+        if step < warmupSteps { return Float(step) / Float(max(1, warmupSteps)) }
+        return max(0, Float(totalSteps - step) / Float(max(1, totalSteps - warmupSteps)))
+    }
+}
+
+/// Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before
+/// clipping (torch.nn.utils.clip_grad_norm_ with its 1e-6 guard).
+@discardableResult
+public func clipGradientNorm(_ grads: FloatBuffer, maxNorm: Float) -> Float {
+    let norm = Float(sumOfSquares(grads.base, grads.count).squareRoot())
+    let coef = min(maxNorm / (norm + 1e-6), 1)
+    if coef < 1 { scale(grads.base, grads.count, by: coef) }
+    return norm
+}
+
+/// x[i] *= s, i < n
+public func scale(_ x: UnsafeMutablePointer<Float>, _ n: Int, by s: Float) {
+    for i in 0..<n { x[i] *= s }
+}
