@@ -1,0 +1,99 @@
+// Kernels against independent references: libm for exp/erf, the definition of dropout, and the
+// split-batch invariant (the gradient of a batch equals the sum over its parts, dropout included).
+import Foundation
+import XCTest
+@testable import CSSLM
+
+final class KernelTests: XCTestCase {
+    func testVectorExpAndErfMatchLibmAcrossTheirRange() {
+        var worstExp: Float = 0, worstErf: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let ref = expf(x)
+            worstExp = max(worstExp, abs(fastExp(x) - ref) / ref)
+            x += 0.01
+        }
+        x = -6
+        while x < 6 {
+            worstErf = max(worstErf, abs(fastErf(x) - erff(x)))
+            x += 0.001
+        }
+        print("exp8 max relative error \(worstExp), erf8 max absolute error \(worstErf)")
+        XCTAssertLessThan(worstExp, 4e-7)
+        XCTAssertLessThan(worstErf, 6e-7)  // A&S 7.1.26: 1.5e-7, plus float rounding
+        XCTAssertEqual(fastExp(-1e30), 0)
+        XCTAssertEqual(fastExp(attentionMaskValue), 0)
+    }
+
+    func testGeluMatchesItsErfDefinitionAndBackwardMatchesFiniteDifferences() {
+        let xs: [Float] = (0..<37).map { Float($0) * 0.3 - 5.4 }
+        var y = [Float](repeating: 0, count: xs.count), d = [Float](repeating: 1, count: xs.count)
+        geluForward(y: &y, x: xs, count: xs.count)
+        geluBackward(dx: &d, dy: d, x: xs, count: xs.count)
+        for (i, v) in xs.enumerated() {
+            let dv = Double(v)
+            let ref = 0.5 * dv * (1 + erf(dv / 2.0.squareRoot()))
+            XCTAssertEqual(Double(y[i]), ref, accuracy: 1e-6)
+            let h = 1e-3
+            let f = { (z: Double) in 0.5 * z * (1 + erf(z / 2.0.squareRoot())) }
+            XCTAssertEqual(Double(d[i]), (f(dv + h) - f(dv - h)) / (2 * h), accuracy: 1e-5, "gelu' at \(v)")
+        }
+    }
+
+    func testDropoutMaskDependsOnlyOnItsKeyAndKeepsTheExpectation() {
+        let n = 20_000, p: Float = 0.1
+        let ctx = DropoutContext(probability: p, seed: 42, step: 3, exampleIndex: [7, 8])
+        var x = [Float](repeating: 1, count: 2 * n)
+        dropoutApply(&x, perExample: n, context: ctx, site: 5)
+        let dropped = x.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(dropped) / Double(2 * n), Double(p), accuracy: 0.01)
+        XCTAssertTrue(x.allSatisfy { $0 == 0 || abs($0 - 1 / (1 - p)) < 1e-6 })
+        // Example 8 alone, at row 0 of another batch: the same mask as at row 1 above.
+        var alone = [Float](repeating: 1, count: n)
+        dropoutApply(&alone, perExample: n, context: DropoutContext(probability: p, seed: 42, step: 3, exampleIndex: [8]), site: 5)
+        XCTAssertEqual(alone, Array(x[n...]))
+        // Another step, site or seed: another mask.
+        for other in [DropoutContext(probability: p, seed: 42, step: 4, exampleIndex: [8]),
+                      DropoutContext(probability: p, seed: 43, step: 3, exampleIndex: [8])] {
+            var y = [Float](repeating: 1, count: n)
+            dropoutApply(&y, perExample: n, context: other, site: 5)
+            XCTAssertNotEqual(y, alone)
+        }
+    }
+
+    /// With dropout on, one batch of 4 gives the same gradient as its two halves (each with its
+    /// global example indices and loss scaled by 2/4): the property W ranks rely on.
+    func testGradientOfABatchEqualsTheSumOverItsPartsWithDropout() throws {
+        let config = BertConfig(vocabSize: 50, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2,
+                                intermediateSize: 32, maxPositionEmbeddings: 8)
+        let model = BertClassifier(config: config, numLabels: 3, seed: 5)
+        let seqs: [[Int32]] = [[2, 11, 12, 3], [2, 13, 3], [2, 14, 15, 16, 3, 17, 3], [2, 3]]
+        let labels = [0, 2, 1, 2]
+        let full = try TokenBatch(sequences: seqs, sepId: 3)
+        let drop = { (idx: [Int]) in DropoutContext(probability: 0.2, seed: 9, step: 1, exampleIndex: idx) }
+        model.parameters.grads.zero()
+        let lossFull = try model.lossAndGradient(full, labels: labels, dropout: drop([0, 1, 2, 3]))
+        let whole = model.parameters.grads.toArray()
+        model.parameters.grads.zero()
+        var lossParts: Float = 0
+        for part in [0..<2, 2..<4] {
+            // Each part padded to the full batch's length, as every rank pads to one global length.
+            var b = try TokenBatch(sequences: Array(seqs[part]) + [[Int32](repeating: 0, count: full.seqLen - 1) + [3]], sepId: 3)
+            b = TokenBatch(batch: 2, seqLen: b.seqLen, ids: Array(b.ids[0..<(2 * b.seqLen)]),
+                           typeIds: Array(b.typeIds[0..<(2 * b.seqLen)]), mask: Array(b.mask[0..<(2 * b.seqLen)]),
+                           sepPositions: Array(b.sepPositions[0..<2]))
+            lossParts += 0.5 * (try model.lossAndGradient(b, labels: Array(labels[part]), dropout: drop(Array(part)), lossScale: 0.5))
+        }
+        XCTAssertEqual(lossFull, lossParts, accuracy: 1e-5)
+        assertClose("split-batch gradient", model.parameters.grads.toArray(), whole, tolerance: 1e-5)
+    }
+
+    func testLinearScheduleWarmsUpThenDecaysToZero() {
+        let s = LinearSchedule(warmupFraction: 0.1, totalSteps: 100)
+        XCTAssertEqual(s.multiplier(0), 0)
+        XCTAssertEqual(s.multiplier(5), 0.5)
+        XCTAssertEqual(s.multiplier(10), 1)
+        XCTAssertEqual(s.multiplier(55), 0.5)
+        XCTAssertEqual(s.multiplier(100), 0)
+    }
+}
