@@ -146,10 +146,33 @@ def minilm_fixture():
     print("minilm: batch", tuple(enc["input_ids"].shape))
 
 
+def pair_loss_fixture():
+    """METHOD.md L_pair: mean over all ordered pairs (i = j included) of CE(pair([e_i; e_j; t_i; t_j]), same label)."""
+    torch.manual_seed(99)
+    n, h = 6, 8
+    e = torch.randn(n, h, requires_grad=True)
+    t = torch.randn(n, h, requires_grad=True)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    pair = torch.nn.Linear(4 * h, 2)
+    with torch.no_grad():
+        pair.weight.mul_(3)
+    ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    ii, jj = ii.reshape(-1), jj.reshape(-1)
+    logits = pair(torch.cat([e[ii], e[jj], t[ii], t[jj]], dim=-1))
+    loss = torch.nn.functional.cross_entropy(logits, (labels[ii] == labels[jj]).long())
+    loss.backward()
+    save_file({"e": e.detach(), "t": t.detach(), "labels": labels, "weight": pair.weight.detach().contiguous(),
+               "bias": pair.bias.detach(), "loss": loss.detach().reshape(1), "grad.e": e.grad, "grad.t": t.grad,
+               "grad.weight": pair.weight.grad.contiguous(), "grad.bias": pair.bias.grad},
+              os.path.join(OUT, "pair_loss.safetensors"))
+    print("pair loss", loss.item())
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     tiny_fixture()
+    pair_loss_fixture()
     minilm_fixture()
     for f in os.listdir(OUT):
         os.chmod(os.path.join(OUT, f), 0o644)

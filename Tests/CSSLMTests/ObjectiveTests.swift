@@ -1,0 +1,47 @@
+// Losses against PyTorch on the same inputs (fixture from scripts/make_reference.py), and the
+// split-rows invariant the distributed pair loss relies on.
+import Foundation
+import XCTest
+@testable import CSSLM
+
+final class ObjectiveTests: XCTestCase {
+    /// The pair loss computed in row blocks (as W ranks would: local rows × all columns, column
+    /// gradients summed) equals PyTorch's loss and gradients over the whole set, for any split.
+    func testPairLossAndGradientsMatchPyTorchForAnyRowSplit() throws {
+        let fx = try SafetensorsFile(url: try TestPaths.fixture("pair_loss.safetensors"))
+        let e = try fx.floats("e"), t = try fx.floats("t"), w = try fx.floats("weight"), b = try fx.floats("bias")
+        let labels = try fx.ints("labels")
+        let n = labels.count, h = e.count / n
+        for split in [[0..<n], [0..<2, 2..<n], [0..<1, 1..<4, 4..<n]] {
+            var loss: Float = 0
+            var dE = [Float](repeating: 0, count: n * h), dT = dE
+            var dColE = dE, dColT = dE
+            var dW = [Float](repeating: 0, count: w.count), dB: [Float] = [0, 0]
+            for rows in split {
+                var dRowE = [Float](repeating: 0, count: rows.count * h), dRowT = dRowE
+                let r = pairLoss(rowE: Array(e[(rows.lowerBound * h)..<(rows.upperBound * h)]),
+                                 rowT: Array(t[(rows.lowerBound * h)..<(rows.upperBound * h)]),
+                                 rowLabels: Array(labels[rows]), colE: e, colT: t, colLabels: labels, hidden: h,
+                                 weight: w, bias: b, pairCount: n * n, dRowE: &dRowE, dRowT: &dRowT,
+                                 dColE: &dColE, dColT: &dColT, dWeight: &dW, dBias: &dB)
+                loss += r.loss
+                for k in 0..<(rows.count * h) { dE[rows.lowerBound * h + k] += dRowE[k]; dT[rows.lowerBound * h + k] += dRowT[k] }
+            }
+            for k in 0..<(n * h) { dE[k] += dColE[k]; dT[k] += dColT[k] }
+            let tag = "split \(split.map(\.count))"
+            assertClose("pair loss, \(tag)", [loss], try fx.floats("loss"), tolerance: 1e-5)
+            assertClose("d e, \(tag)", dE, try fx.floats("grad.e"), tolerance: 1e-4)
+            assertClose("d t, \(tag)", dT, try fx.floats("grad.t"), tolerance: 1e-4)
+            assertClose("d W, \(tag)", dW, try fx.floats("grad.weight"), tolerance: 1e-4)
+            assertClose("d b, \(tag)", dB, try fx.floats("grad.bias"), tolerance: 1e-4)
+        }
+    }
+
+    func testMacroF1AndAccuracyMatchTheirDefinitions() {
+        // sklearn: f1_score([0,0,1,1,2,2], [0,1,1,1,0,2], average="macro") = (0.5 + 0.8 + 0.6667)/3
+        let m = ClassificationMetrics(predictions: [0, 1, 1, 1, 0, 2], labels: [0, 0, 1, 1, 2, 2], classes: 3)
+        XCTAssertEqual(m.accuracy, 4.0 / 6.0, accuracy: 1e-12)
+        XCTAssertEqual(m.macroF1, (0.5 + 0.8 + 2.0 / 3.0) / 3, accuracy: 1e-12)
+        XCTAssertEqual(m.confusion, [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    }
+}
