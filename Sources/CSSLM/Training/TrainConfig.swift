@@ -1,0 +1,100 @@
+// Everything a training run needs to know, as one Codable value: read from `--config run.json`,
+// every field also a command-line flag, and written next to the run's results.
+import Foundation
+
+/// What a run optimises (METHOD.md). `finetune`: classifier CE only (weight decay 0);
+/// `scl`: CE + the pairwise same-label loss over the global labelled batch.
+public enum TrainingMethod: String, Codable, CaseIterable, Sendable {
+    case finetune
+    case scl
+}
+
+public struct TrainConfig: Codable, Equatable, Sendable {
+    /// HF model folder (config.json, model.safetensors, vocab.txt).
+    public var model = "assets/models/all-MiniLM-L6-v2"
+    /// Dataset folder: labels.txt and {train,dev,test}.jsonl.
+    public var data = "assets/data/rotten_tomatoes"
+    /// Run folder (created): config.json, fewshot_sample.jsonl, metrics.jsonl, result.json.
+    public var output = "runs/default"
+    public var method: TrainingMethod = .finetune
+    /// Labelled examples per class (topped up with replacement when a class has fewer).
+    public var perClass = 16
+    /// Few-shot sample seed (run i of the protocol uses seed i).
+    public var sampleSeed: UInt64 = 0
+    /// Seed of the batch order, dropout and head initialisation.
+    public var seed: UInt64 = 42
+    public var epochs = 10
+    /// Global batch size (split across ranks).
+    public var batchSize = 4
+    public var learningRate: Float = 2e-5
+    /// AdamW weight decay (not on biases and LayerNorm); `finetune` uses 0 (METHOD.md).
+    public var weightDecay: Float = 0.01
+    public var warmupFraction = 0.1
+    public var maxGradNorm: Float = 1.0
+    /// Tokens per input, special tokens included.
+    public var maxLength = 64
+    public var evalBatchSize = 64
+    /// Evaluate on at most this many dev examples (a fixed prefix), 0 = all.
+    public var devLimit = 0
+    /// Evaluate on at most this many test examples, 0 = all.
+    public var testLimit = 0
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        // Every field optional in the file: the defaults above fill the rest.
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var d = TrainConfig()
+        func read<T: Decodable>(_ key: CodingKeys, _ into: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
+        }
+        try read(.model, &d.model); try read(.data, &d.data); try read(.output, &d.output)
+        try read(.method, &d.method); try read(.perClass, &d.perClass); try read(.sampleSeed, &d.sampleSeed)
+        try read(.seed, &d.seed); try read(.epochs, &d.epochs); try read(.batchSize, &d.batchSize)
+        try read(.learningRate, &d.learningRate); try read(.weightDecay, &d.weightDecay)
+        try read(.warmupFraction, &d.warmupFraction); try read(.maxGradNorm, &d.maxGradNorm)
+        try read(.maxLength, &d.maxLength); try read(.evalBatchSize, &d.evalBatchSize)
+        try read(.devLimit, &d.devLimit); try read(.testLimit, &d.testLimit)
+        self = d
+    }
+
+    /// Reads a JSON config; an unknown key or a wrong type names the file and the field.
+    public static func load(from url: URL) throws -> TrainConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw CSSLMError("\(url.path): cannot read the run config (\(error.localizedDescription))")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CSSLMError("\(url.path): the run config is not a JSON object")
+        }
+        let known = Set(CodingKeys.allCases.map(\.stringValue))
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw CSSLMError("\(url.path): unknown field '\(unknown)'", hint: "known fields: \(known.sorted().joined(separator: ", "))")
+        }
+        do { return try JSONDecoder().decode(TrainConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
+            throw CSSLMError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw CSSLMError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
+        }
+    }
+
+    /// Checks ranges; each problem names the field.
+    public func validate() throws {
+        func bad(_ field: String, _ why: String) -> CSSLMError { CSSLMError("run config: field '\(field)' \(why)") }
+        if perClass < 1 { throw bad("perClass", "must be at least 1") }
+        if epochs < 1 { throw bad("epochs", "must be at least 1") }
+        if batchSize < 1 { throw bad("batchSize", "must be at least 1") }
+        if !(learningRate > 0) { throw bad("learningRate", "must be positive") }
+        if weightDecay < 0 { throw bad("weightDecay", "must be non-negative") }
+        if !(0..<1).contains(warmupFraction) { throw bad("warmupFraction", "must be in [0, 1)") }
+        if !(maxGradNorm > 0) { throw bad("maxGradNorm", "must be positive") }
+        if maxLength < 3 || maxLength > 512 { throw bad("maxLength", "must be in 3...512") }
+        if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
+        if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
+        case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
+    }
+}

@@ -1,0 +1,75 @@
+// `csslm train`: one training run from a JSON config, every field also a flag (flags win).
+import ArgumentParser
+import CSSLM
+import Foundation
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Fine-tune an encoder on a few-shot sample (methods: finetune, scl).",
+        discussion: """
+            Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
+            and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
+            result.json into --output.
+            """)
+
+    @Option(help: "JSON run config; flags override its fields.") var config: String?
+    @Option(help: "HF model folder.") var model: String?
+    @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
+    @Option(help: "Run folder to write.") var output: String?
+    @Option(help: "finetune | scl") var method: String?
+    @Option(help: "Labelled examples per class.") var perClass: Int?
+    @Option(help: "Few-shot sample seed.") var sampleSeed: UInt64?
+    @Option(help: "Training seed (order, dropout, head init).") var seed: UInt64?
+    @Option var epochs: Int?
+    @Option(help: "Global batch size.") var batchSize: Int?
+    @Option var learningRate: Float?
+    @Option var weightDecay: Float?
+    @Option var warmupFraction: Double?
+    @Option var maxGradNorm: Float?
+    @Option(help: "Tokens per input, special tokens included.") var maxLength: Int?
+    @Option var evalBatchSize: Int?
+    @Option(help: "Evaluate on the first N dev examples (0 = all).") var devLimit: Int?
+    @Option(help: "Evaluate on the first N test examples (0 = all).") var testLimit: Int?
+
+    func resolvedConfig() throws -> TrainConfig {
+        var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
+        if let model { c.model = model }
+        if let data { c.data = data }
+        if let output { c.output = output }
+        if let method {
+            guard let m = TrainingMethod(rawValue: method) else {
+                throw ValidationError("--method '\(method)' is not one of \(TrainingMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.method = m
+        }
+        if let perClass { c.perClass = perClass }
+        if let sampleSeed { c.sampleSeed = sampleSeed }
+        if let seed { c.seed = seed }
+        if let epochs { c.epochs = epochs }
+        if let batchSize { c.batchSize = batchSize }
+        if let learningRate { c.learningRate = learningRate }
+        if let weightDecay { c.weightDecay = weightDecay }
+        if let warmupFraction { c.warmupFraction = warmupFraction }
+        if let maxGradNorm { c.maxGradNorm = maxGradNorm }
+        if let maxLength { c.maxLength = maxLength }
+        if let evalBatchSize { c.evalBatchSize = evalBatchSize }
+        if let devLimit { c.devLimit = devLimit }
+        if let testLimit { c.testLimit = testLimit }
+        try c.validate()
+        return c
+    }
+
+    func run() throws {
+        let runConfig = try resolvedConfig()
+        let comm = try makeCommunicator()
+        comm.runOrAbort {
+            let result = try Trainer(config: runConfig, communicator: comm).run()
+            if comm.rank == 0 {
+                print(String(format: "[result] %@ %@: best epoch %d, dev acc %.4f, test acc %.4f, test macro-F1 %.4f (%.0f s)",
+                             result.method, result.dataset, result.bestEpoch, result.dev.accuracy, result.test.accuracy,
+                             result.test.macroF1, result.seconds))
+            }
+        }
+    }
+}
