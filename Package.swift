@@ -35,6 +35,10 @@ let package = Package(
         .executableTarget(name: "csslm-bench",
                           dependencies: ["CSSLM", "CBLAS"],
                           swiftSettings: kernelSettings),
+        // Multi-rank test scenarios, launched under mpirun by Tests/CSSLMTests/DistributedTests.swift.
+        .executableTarget(name: "csslm-mpitest",
+                          dependencies: ["CSSLM", "CBLAS"],
+                          swiftSettings: kernelSettings),
         .testTarget(name: "CSSLMTests", dependencies: ["CSSLM", "CBLAS"],
                     resources: [.copy("Fixtures")],
                     swiftSettings: kernelSettings),

@@ -1,0 +1,386 @@
+// The gradient allreduce of data-parallel training over one flat gradient buffer, in buckets of
+// ~25 MB taken in reverse layer order (the order backward finishes them). The step's loss sum,
+// example count, extra sums and a non-finite flag ride along in a small side block reduced with
+// the first bucket, so one pass of collectives gives every rank the same global mean gradient,
+// gradient norm and skip-on-NaN decision. The side block goes first so that later buckets can be
+// averaged as soon as they arrive.
+//
+// Buckets can be started while backward still runs (`overlap: true`, MPI_Iallreduce, progressed
+// whenever the trainer reports a finished range), or all at once after backward (blocking
+// MPI_Allreduce per bucket).
+
+/// What one rank contributes beside its gradient, summed over its own examples.
+public struct LocalStepTotals: Sendable, Equatable {
+    /// The sum of this rank's per-example losses.
+    public var lossSum: Double
+    /// The number of examples the loss and the gradient sum over on this rank.
+    public var exampleCount: Int
+    /// Set when this rank saw something that must skip the step (e.g. a non-finite loss).
+    public var nonFinite: Bool
+    /// Further sums to reduce (e.g. per-objective losses, correct predictions); the same count
+    /// on every rank as given to `GradientAllreducer(extraSumCount:)`.
+    public var extraSums: [Double]
+
+    public init(lossSum: Double, exampleCount: Int, nonFinite: Bool = false, extraSums: [Double] = []) {
+        self.lossSum = lossSum
+        self.exampleCount = exampleCount
+        self.nonFinite = nonFinite
+        self.extraSums = extraSums
+    }
+}
+
+/// The same on every rank after the reduction.
+public struct GlobalStepTotals: Sendable, Equatable {
+    /// The sum of all ranks' loss sums.
+    public var lossSum: Double
+    /// The number of examples over all ranks.
+    public var exampleCount: Int
+    /// How many ranks flagged `nonFinite`.
+    public var nonFiniteRanks: Int
+    /// The L2 norm of the gradient as left in the buffer (the mean when averaging).
+    public var gradientNorm: Double
+    /// All ranks' `extraSums`, summed.
+    public var extraSums: [Double]
+
+    /// The mean loss per example (0 without examples).
+    public var meanLoss: Double { exampleCount > 0 ? lossSum / Double(exampleCount) : 0 }
+
+    /// True when some rank flagged the step or the loss or the gradient is not finite: every rank
+    /// reaches the same value, so it may decide whether to skip or stop.
+    public var nonFinite: Bool { nonFiniteRanks > 0 || !lossSum.isFinite || !gradientNorm.isFinite }
+}
+
+/// What the buffer holds after the reduction.
+public enum GradientAveraging: Sendable {
+    /// The sum of all ranks' gradients.
+    case sum
+    /// The sum divided by the global example count (each rank passes the gradient of its loss
+    /// *sum*): the gradient of the global mean loss, the same for any number of ranks.
+    case meanOverExamples
+}
+
+/// Allreduces a flat gradient buffer in buckets, with the step's totals riding along.
+///
+/// ```swift
+/// let reducer = try GradientAllreducer(communicator: comm, parameterRanges: params.specs.map(\.range))
+/// // ... forward, loss, backward into params.grads ...
+/// let totals = try reducer.allreduce(params.grads.buffer,
+///                                    local: LocalStepTotals(lossSum: lossSum, exampleCount: n))
+/// if totals.nonFinite { /* every rank skips */ }
+/// let clip = min(1, maxNorm / totals.gradientNorm)
+/// ```
+///
+/// To overlap with backward, create it with `overlap: true`, call `begin` before backward,
+/// `rangeReady(i)` as soon as the gradient of `parameterRanges[i]` is final (on every rank in the
+/// same order), and `finish()` after backward.
+public final class GradientAllreducer {
+    /// A group of flat-buffer spans reduced by one collective.
+    public struct Bucket: Sendable, Equatable {
+        /// Spans of the flat gradient buffer, in the order they were taken (high to low).
+        public var spans: [Range<Int>]
+        /// Indices of the parameter ranges the spans come from.
+        public var rangeIndices: [Int]
+        public var count: Int { spans.reduce(0) { $0 + $1.count } }
+    }
+
+    /// Buckets in reduction order: bucket 0 is small and carries the side block.
+    public let buckets: [Bucket]
+    public let parameterRanges: [Range<Int>]
+    public let averaging: GradientAveraging
+    public let overlap: Bool
+    public let extraSumCount: Int
+
+    private let communicator: Communicator
+    /// Bucket indices that contain each parameter range.
+    private let bucketsOfRange: [[Int]]
+    /// Bucket 0's gradient floats followed by the side block (a stable allocation: a started
+    /// collective keeps its address).
+    private let carrier: UnsafeMutableBufferPointer<Float>
+    private let sideOffset: Int
+
+    // State of the step in progress.
+    private var gradients: UnsafeMutableBufferPointer<Float>?
+    private var local = LocalStepTotals(lossSum: 0, exampleCount: 0)
+    private var rangeIsReady: [Bool] = []
+    private var pendingRanges: [Int] = []
+    private var started = 0
+    private var finished = 0
+    private var inFlight: [PendingCollective?] = []
+    private var squaredNorms: [Double] = []
+    private var globalSide: (loss: Double, count: Int, nonFinite: Int, extras: [Double]) = (0, 0, 0, [])
+    private var scale: Float = 1
+
+    /// The size of the side block: loss sum, example count, non-finite flag, extra sums.
+    private static let fixedSideCount = 3
+
+    deinit { carrier.deallocate() }
+
+    /// Plans the buckets and checks that every rank planned the same (one small allreduce).
+    /// - Parameters:
+    ///   - parameterRanges: the tensors' ranges in the flat buffer, ascending and disjoint, in
+    ///     forward order (embeddings first); buckets take them last to first.
+    ///   - bucketBytes: the target size of a bucket (a range larger than that is split).
+    ///   - carrierBytes: the size of bucket 0, which is copied next to the side block.
+    public init(communicator: Communicator, parameterRanges: [Range<Int>],
+                bucketBytes: Int = 25 << 20, carrierBytes: Int = 64 << 10,
+                averaging: GradientAveraging = .meanOverExamples, overlap: Bool = false,
+                extraSumCount: Int = 0) throws {
+        let name = "gradient allreducer setup"
+        for (i, r) in parameterRanges.enumerated() where r.lowerBound < 0 || (i > 0 && r.lowerBound < parameterRanges[i - 1].upperBound) {
+            throw CommunicatorError(collective: name,
+                                    message: "parameter range \(i) (\(r)) is negative or overlaps or precedes range \(i - 1)")
+        }
+        let bucketFloats = max(1, bucketBytes / MemoryLayout<Float>.stride)
+        let carrierFloats = max(1, min(carrierBytes, bucketBytes) / MemoryLayout<Float>.stride)
+        buckets = Self.plan(parameterRanges, carrierFloats: carrierFloats, bucketFloats: bucketFloats)
+        var bucketsOfRange = [[Int]](repeating: [], count: parameterRanges.count)
+        for (b, bucket) in buckets.enumerated() {
+            for r in bucket.rangeIndices { bucketsOfRange[r].append(b) }
+        }
+        self.bucketsOfRange = bucketsOfRange
+        self.parameterRanges = parameterRanges
+        self.communicator = communicator
+        self.averaging = averaging
+        self.overlap = overlap
+        self.extraSumCount = extraSumCount
+        sideOffset = buckets[0].count
+        carrier = .allocate(capacity: sideOffset + Self.fixedSideCount + extraSumCount)
+        carrier.initialize(repeating: 0)
+
+        var hasher = LayoutHash()
+        for r in parameterRanges { hasher.add(r.lowerBound); hasher.add(r.upperBound) }
+        for b in buckets { for s in b.spans { hasher.add(s.lowerBound); hasher.add(s.upperBound) } }
+        hasher.add(extraSumCount)
+        hasher.add(averaging == .sum ? 0 : 1)
+        try communicator.checkSameOnAllRanks(hasher.value, what: "the gradient bucket layout",
+                                             name: "allreduce(gradient layout check)")
+    }
+
+    /// Splits the ranges, last to first, into bucket 0 of `carrierFloats` and then buckets of
+    /// `bucketFloats`; adjacent pieces in a bucket merge into one span.
+    static func plan(_ ranges: [Range<Int>], carrierFloats: Int, bucketFloats: Int) -> [Bucket] {
+        var buckets: [Bucket] = []
+        var current = Bucket(spans: [], rangeIndices: [])
+        var capacity = carrierFloats, fill = 0
+        for ri in ranges.indices.reversed() {
+            let low = ranges[ri].lowerBound
+            var high = ranges[ri].upperBound
+            while high > low {
+                let take = min(high - low, capacity - fill)
+                if let last = current.spans.last, last.lowerBound == high {
+                    current.spans[current.spans.count - 1] = (high - take)..<last.upperBound
+                } else {
+                    current.spans.append((high - take)..<high)
+                }
+                if current.rangeIndices.last != ri { current.rangeIndices.append(ri) }
+                fill += take
+                high -= take
+                if fill == capacity {
+                    buckets.append(current)
+                    current = Bucket(spans: [], rangeIndices: [])
+                    capacity = bucketFloats
+                    fill = 0
+                }
+            }
+        }
+        if !current.spans.isEmpty || buckets.isEmpty { buckets.append(current) }
+        return buckets
+    }
+
+    // MARK: One step
+
+    /// Reduces `gradients` (each rank's gradient of its loss sum) and the step's totals: when it
+    /// returns, `gradients` holds the global sum or mean on every rank.
+    public func allreduce(_ gradients: UnsafeMutableBufferPointer<Float>, local: LocalStepTotals) throws -> GlobalStepTotals {
+        try begin(gradients, local: local)
+        return try finish()
+    }
+
+    /// Starts a step; `gradients` must stay alive and, once a range is reported ready, untouched
+    /// in that range until `finish()` returns.
+    public func begin(_ gradients: UnsafeMutableBufferPointer<Float>, local: LocalStepTotals) throws {
+        let name = "allreduce(gradients)"
+        guard self.gradients == nil else {
+            throw CommunicatorError(collective: name, message: "begin() called twice without finish()")
+        }
+        if let last = parameterRanges.last, last.upperBound > gradients.count {
+            throw CommunicatorError(collective: name,
+                                    message: "the gradient buffer holds \(gradients.count) floats, the ranges need \(last.upperBound)")
+        }
+        guard local.extraSums.count == extraSumCount else {
+            throw CommunicatorError(collective: name,
+                                    message: "\(local.extraSums.count) extra sums given, \(extraSumCount) expected")
+        }
+        self.gradients = gradients
+        self.local = local
+        rangeIsReady = [Bool](repeating: false, count: parameterRanges.count)
+        pendingRanges = buckets.map { $0.rangeIndices.count }
+        started = 0
+        finished = 0
+        inFlight = [PendingCollective?](repeating: nil, count: buckets.count)
+        squaredNorms = [Double](repeating: 0, count: buckets.count)
+        scale = 1
+    }
+
+    /// Reports that the gradient of `parameterRanges[index]` is final. With `overlap`, starts every
+    /// bucket that became complete (in bucket order) and pushes the collectives in flight.
+    public func rangeReady(_ index: Int) throws {
+        guard gradients != nil, !rangeIsReady[index] else { return }
+        rangeIsReady[index] = true
+        for b in bucketsOfRange[index] { pendingRanges[b] -= 1 }
+        guard overlap else { return }
+        while started < buckets.count && pendingRanges[started] == 0 {
+            try start(started)
+            started += 1
+        }
+        try progress()
+    }
+
+    /// Pushes the collectives in flight and post-processes those that completed, in order.
+    /// The trainer may call it between long kernels of backward (only with `overlap`).
+    public func progress() throws {
+        while finished < started, let pending = inFlight[finished], try pending.test() {
+            try complete(finished)
+            finished += 1
+        }
+    }
+
+    /// Reduces every bucket not yet reduced, waits for all and returns the global totals.
+    public func finish() throws -> GlobalStepTotals {
+        guard let gradients else {
+            throw CommunicatorError(collective: "allreduce(gradients)", message: "finish() called without begin()")
+        }
+        _ = gradients
+        while started < buckets.count {
+            if overlap {
+                try start(started)
+            } else {
+                try reduceNow(started)
+            }
+            started += 1
+        }
+        while finished < buckets.count {
+            if let pending = inFlight[finished] { try pending.wait() }
+            try complete(finished)
+            finished += 1
+        }
+        self.gradients = nil
+        let squared = squaredNorms.reduce(0, +)
+        return GlobalStepTotals(lossSum: globalSide.loss, exampleCount: globalSide.count,
+                                nonFiniteRanks: globalSide.nonFinite, gradientNorm: squared.squareRoot(),
+                                extraSums: globalSide.extras)
+    }
+
+    // MARK: Buckets
+
+    private func bucketName(_ b: Int) -> String { "allreduce(gradient bucket \(b) of \(buckets.count))" }
+
+    /// Bucket 0 is copied into `carrier` next to the side block; the others reduce in place.
+    private func fillCarrier() {
+        var at = 0
+        for span in buckets[0].spans {
+            for i in span { carrier[at] = gradients![i]; at += 1 }
+        }
+        carrier[sideOffset] = Float(local.lossSum)
+        carrier[sideOffset + 1] = Float(local.exampleCount)
+        carrier[sideOffset + 2] = local.nonFinite ? 1 : 0
+        for (k, v) in local.extraSums.enumerated() { carrier[sideOffset + Self.fixedSideCount + k] = Float(v) }
+    }
+
+    private func start(_ b: Int) throws {
+        if b == 0 {
+            fillCarrier()
+            inFlight[0] = try communicator.startAllreduce(carrier, .sum, name: bucketName(0))
+            return
+        }
+        guard buckets[b].spans.count == 1 else {
+            // Rare (gaps between ranges): reduce span by span, at once.
+            try reduceNow(b)
+            inFlight[b] = CompletedCollective()
+            return
+        }
+        let span = buckets[b].spans[0]
+        inFlight[b] = try communicator.startAllreduce(UnsafeMutableBufferPointer(rebasing: gradients![span]), .sum,
+                                                      name: bucketName(b))
+    }
+
+    private func reduceNow(_ b: Int) throws {
+        if b == 0 {
+            fillCarrier()
+            try communicator.allreduce(carrier, .sum, name: bucketName(0))
+            return
+        }
+        for span in buckets[b].spans {
+            try communicator.allreduce(UnsafeMutableBufferPointer(rebasing: gradients![span]), .sum, name: bucketName(b))
+        }
+    }
+
+    /// After bucket `b` arrived: unpack the side block (bucket 0), average, and take the squared norm.
+    private func complete(_ b: Int) throws {
+        inFlight[b] = nil
+        if b == 0 {
+            var at = 0
+            for span in buckets[0].spans {
+                for i in span { gradients![i] = carrier[at]; at += 1 }
+            }
+            let count = Int(carrier[sideOffset + 1].rounded())
+            globalSide = (Double(carrier[sideOffset]), count, Int(carrier[sideOffset + 2].rounded()),
+                          (0..<extraSumCount).map { Double(carrier[sideOffset + Self.fixedSideCount + $0]) })
+            scale = averaging == .meanOverExamples && count > 0 ? 1 / Float(count) : 1
+        }
+        var squared = 0.0
+        for span in buckets[b].spans {
+            squared += scaleAndSumSquares(gradients!.baseAddress! + span.lowerBound, count: span.count, scale: scale)
+        }
+        squaredNorms[b] = squared
+    }
+}
+
+/// Multiplies p[0..<count] by `scale` (skipped when 1) and returns the sum of squares of the result.
+/// Float partial sums over blocks of 4096, added in Double: order-fixed, so every rank gets the same bits.
+func scaleAndSumSquares(_ p: UnsafeMutablePointer<Float>, count: Int, scale: Float) -> Double {
+    typealias V = SIMD16<Float>
+    let lanes = V.scalarCount
+    var total = 0.0
+    var blockStart = 0
+    while blockStart < count {
+        let blockEnd = min(blockStart + 4096, count)
+        var acc0 = V(), acc1 = V()
+        var i = blockStart
+        let raw = UnsafeMutableRawPointer(p)
+        while i + 2 * lanes <= blockEnd {
+            var a = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+            var b = raw.loadUnaligned(fromByteOffset: (i + lanes) * 4, as: V.self)
+            if scale != 1 {
+                a *= scale
+                b *= scale
+                raw.storeBytes(of: a, toByteOffset: i * 4, as: V.self)
+                raw.storeBytes(of: b, toByteOffset: (i + lanes) * 4, as: V.self)
+            }
+            acc0 = acc0.addingProduct(a, a)
+            acc1 = acc1.addingProduct(b, b)
+            i += 2 * lanes
+        }
+        var tail: Float = 0
+        while i < blockEnd {
+            if scale != 1 { p[i] *= scale }
+            tail += p[i] * p[i]
+            i += 1
+        }
+        total += Double((acc0 + acc1).sum()) + Double(tail)
+        blockStart = blockEnd
+    }
+    return total
+}
+
+/// FNV-1a over integers: a cheap fingerprint of a layout, compared across ranks.
+struct LayoutHash {
+    private(set) var value = Int(bitPattern: 0xCBF2_9CE4_8422_2325)
+    mutating func add(_ x: Int) {
+        var v = UInt64(bitPattern: Int64(x))
+        for _ in 0..<8 {
+            value = Int(bitPattern: (UInt(bitPattern: value) ^ UInt(v & 0xFF)) &* 0x100_0000_01B3)
+            v >>= 8
+        }
+    }
+}
