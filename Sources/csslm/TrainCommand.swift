@@ -73,3 +73,10 @@ struct TrainCommand: ParsableCommand {
         }
     }
 }
+
+/// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a
+/// plain `csslm` starts instantly and needs no MPI runtime at all).
+func makeCommunicator() throws -> Communicator {
+    if MPIRuntime.isLaunchedByMPIRun { return try MPICommunicator() }
+    return SingleProcessCommunicator()
+}

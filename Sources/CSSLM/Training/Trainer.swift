@@ -40,7 +40,8 @@ public final class Trainer {
         self.communicator = communicator
         self.log = communicator.rank == 0 ? log : { _ in }
         let modelDir = URL(fileURLWithPath: config.model)
-        tokenizer = try WordPieceTokenizer(modelDirectory: modelDir)
+        let tok = try WordPieceTokenizer(modelDirectory: modelDir)
+        tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
         for report in splits.reports where !report.isClean { self.log("[data] \(report.summary)") }
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
@@ -51,7 +52,7 @@ public final class Trainer {
         let fewShot = sample.dataset(from: splits.train)
         func encode(_ set: LabeledDataset, limit: Int) -> EncodedSplit {
             let examples = limit > 0 ? Array(set.examples.prefix(limit)) : set.examples
-            return EncodedSplit(encodings: examples.map { tokenizer.encode($0.text, maxLength: config.maxLength) },
+            return EncodedSplit(encodings: examples.map { tok.encode($0.text, maxLength: config.maxLength) },
                                 labels: examples.map(\.label))
         }
         train = encode(fewShot, limit: 0)
