@@ -137,7 +137,7 @@ extension LabeledDataset {
         guard let header = try parser.next() else {
             throw DataError.malformed(file: file, line: 1, reason: "no header row")
         }
-        let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces) }
+        let names = header.fields.map { String(TextLines.trimmed($0)) }
         guard let textIndex = names.firstIndex(of: textColumn) else {
             throw DataError.missingColumn(file: file, column: textColumn, header: names)
         }

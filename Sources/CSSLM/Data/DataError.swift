@@ -37,7 +37,9 @@ public enum DataError: Error, Equatable, CustomStringConvertible, LocalizedError
         switch self {
         case .malformed(_, let line, _), .unknownLabel(_, let line, _, _), .invalidLabels(_, let line, _):
             return line
-        case .unreadable, .unwritable, .missingColumn, .classWithoutExamples:
+        case .missingColumn:
+            return 1   // the header
+        case .unreadable, .unwritable, .classWithoutExamples:
             return nil
         }
     }

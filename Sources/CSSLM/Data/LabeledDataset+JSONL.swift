@@ -37,7 +37,7 @@ extension LabeledDataset {
         var lineOfName: [String: Int] = [:]
         var blankLine: Int?
         try TextLines.forEach(in: try TextLines.readBytes(url), file: file) { line, text in
-            let name = text.trimmingCharacters(in: .whitespaces)
+            let name = String(TextLines.trimmed(text))
             if name.isEmpty {
                 blankLine = blankLine ?? line
                 return

@@ -171,7 +171,7 @@ struct LabeledDatasetBuilder {
                 }
                 label = i
             }
-            let trimmed = record.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let trimmed = String(TextLines.trimmed(record.text))
             if trimmed.isEmpty {
                 report.emptyTextLines.append(record.line)
             } else if let first = firstOccurrence[trimmed] {

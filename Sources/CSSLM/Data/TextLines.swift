@@ -31,6 +31,29 @@ enum TextLines {
         }
     }
 
+    /// `text` without leading and trailing Unicode whitespace. Looks only at the ends, so it is
+    /// much cheaper than Foundation's `trimmingCharacters(in:)` on long streams of lines.
+    static func trimmed(_ text: String) -> Substring {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else {
+            return text[text.endIndex...]
+        }
+        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        return Substring(scalars[first...last])
+    }
+
+    /// Number of maximal runs of non-whitespace scalars: whitespace-separated words.
+    static func wordCount(_ text: String) -> Int {
+        var count = 0
+        var inWord = false
+        for scalar in text.unicodeScalars {
+            let space = scalar.properties.isWhitespace
+            if !space && !inWord { count += 1 }
+            inWord = !space
+        }
+        return count
+    }
+
     static func hasByteOrderMark(_ bytes: [UInt8]) -> Bool {
         bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
     }

@@ -38,9 +38,7 @@ public final class UnlabeledCorpusReader {
     public typealias TokenCounter = (String) -> Int
 
     /// Counts whitespace-separated words: the default filter, and a lower bound for subword counts.
-    public static let whitespaceTokenCount: TokenCounter = { text in
-        text.split(whereSeparator: \.isWhitespace).count
-    }
+    public static let whitespaceTokenCount: TokenCounter = { TextLines.wordCount($0) }
 
     public let url: URL
     public let minimumTokens: Int
@@ -80,8 +78,7 @@ public final class UnlabeledCorpusReader {
             stats.linesRead += 1
             var slice = bytes[...]
             if lineNumber == 1 && TextLines.hasByteOrderMark(bytes) { slice = slice.dropFirst(3) }
-            let text = try TextLines.decode(slice, file: url.path, line: lineNumber)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(TextLines.trimmed(try TextLines.decode(slice, file: url.path, line: lineNumber)))
             if text.isEmpty {
                 stats.blank += 1
                 continue
