@@ -1,5 +1,5 @@
-// `csslm tokenize`: text lines in, one JSON array of token ids per line out, streaming: each line
-// is read, encoded and written before the next is read, so a file of any size runs in constant
+// `csslm tokenize`: text lines in, one JSON array of token ids per line out, streaming: input is
+// read in 64 KiB blocks and each line encoded as it comes, so a file of any size runs in constant
 // memory, and the output has exactly one line per input line.
 import ArgumentParser
 import CSSLM
@@ -44,29 +44,22 @@ struct TokenizeCommand: ParsableCommand {
     func run() throws {
         let tokenizer = try WordPieceTokenizer(modelDirectory: URL(fileURLWithPath: model))
         let source = input ?? "stdin"
-        guard let file = input.map({ fopen($0, "rb") }) ?? stdin else {
-            throw ValidationError("\(source): cannot open (\(String(cString: strerror(errno))))")
+        let fd = input.map { open($0, O_RDONLY) } ?? STDIN_FILENO
+        guard fd >= 0 else {
+            throw InputError(description: "\(source): cannot open (\(String(cString: strerror(errno))))")
         }
-        defer { if input != nil { fclose(file) } }
+        defer { if input != nil { close(fd) } }
 
         let decoder = JSONDecoder()
         var out: [UInt8] = []
         out.reserveCapacity(1 << 17)
-        var ids: [Int32] = []
-        var linePointer: UnsafeMutablePointer<CChar>? = nil
-        var capacity = 0
-        defer { free(linePointer) }
         var lineNumber = 0
-        while true {
-            let n = getline(&linePointer, &capacity, file)
-            if n < 0 { break }
+        // Output goes out before every read that may block, so a line piped in gets its answer
+        // at once (usable as a co-process), and in 64 KiB writes otherwise.
+        try forEachLine(fd: fd, source: source, beforeRead: { writeOut(&out) }) { line in
             lineNumber += 1
-            var length = n
-            let bytes = UnsafeRawPointer(linePointer!).assumingMemoryBound(to: UInt8.self)
-            if length > 0 && bytes[length - 1] == 0x0A { length -= 1 }
-            if length > 0 && bytes[length - 1] == 0x0D { length -= 1 }
-            let line = UnsafeBufferPointer(start: bytes, count: length)
-
+            var line = line
+            if line.last == 0x0D { line = UnsafeBufferPointer(rebasing: line.dropLast()) }
             let text: String, pair: String?
             switch inputFormat {
             case .raw:
@@ -77,20 +70,56 @@ struct TokenizeCommand: ParsableCommand {
                     let item = try decoder.decode(JSONLine.self, from: Data(line))
                     (text, pair) = (item.text, item.pair)
                 } catch {
-                    throw ValidationError("\(source) line \(lineNumber): expected a JSON string or an object with \"text\" (\(error))")
+                    throw InputError(description: "\(source) line \(lineNumber): expected a JSON string or an object with \"text\" (\(error))")
                 }
             }
-            ids = tokenizer.encode(text, pair: pair, maxLength: maxLength,
-                                   addSpecialTokens: !noSpecialTokens).ids
+            let ids = tokenizer.encode(text, pair: pair, maxLength: maxLength,
+                                       addSpecialTokens: !noSpecialTokens).ids
             appendJSONArray(ids, to: &out)
-            if out.count >= 1 << 16 { flush(&out) }
+            if out.count >= 1 << 16 { writeOut(&out) }
         }
-        if ferror(file) != 0 {
-            throw ValidationError("\(source): read error after line \(lineNumber)")
-        }
-        flush(&out)
-        fflush(stdout)
+        writeOut(&out)
     }
+}
+
+/// Calls `body` with every line of `fd` (without its "\n"; a last line without one counts too),
+/// reading 64 KiB at a time; a line longer than the buffer grows it.
+private func forEachLine(fd: Int32, source: String, beforeRead: () -> Void,
+                         _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+    var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    var start = 0, end = 0
+    while true {
+        try buffer.withUnsafeMutableBufferPointer { b in
+            let base = b.baseAddress!
+            while start < end, let nl = memchr(base + start, 0x0A, end - start) {
+                let stop = nl.assumingMemoryBound(to: UInt8.self) - base
+                try body(UnsafeBufferPointer(rebasing: b[start..<stop]))
+                start = stop + 1
+            }
+            if start > 0 {
+                memmove(base, base + start, end - start)
+                end -= start
+                start = 0
+            }
+        }
+        if end == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }
+        beforeRead()
+        let n = buffer.withUnsafeMutableBufferPointer { read(fd, $0.baseAddress! + end, $0.count - end) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw InputError(description: "\(source): read error (\(String(cString: strerror(errno))))")
+        }
+        if n == 0 {
+            if end > 0 { try buffer.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[0..<end])) } }
+            return
+        }
+        end += n
+    }
+}
+
+/// A bad input file or line (reported without the usage text a ValidationError brings).
+private struct InputError: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// One line of `--input-format json`.
@@ -131,7 +160,19 @@ private func appendJSONArray(_ ids: [Int32], to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\n"))
 }
 
-private func flush(_ out: inout [UInt8]) {
-    out.withUnsafeBufferPointer { _ = fwrite($0.baseAddress, 1, $0.count, stdout) }
+/// Writes all of `out` to stdout and empties it.
+private func writeOut(_ out: inout [UInt8]) {
+    out.withUnsafeBytes { raw in
+        var done = 0
+        while done < raw.count {
+            let n = write(STDOUT_FILENO, raw.baseAddress! + done, raw.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                perror("csslm tokenize: write")
+                exit(1)
+            }
+            done += n
+        }
+    }
     out.removeAll(keepingCapacity: true)
 }

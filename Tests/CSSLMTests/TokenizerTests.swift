@@ -202,13 +202,25 @@ final class TokenizerTests: XCTestCase {
     }
 
     func testFlagsComeFromTheConfigFiles() throws {
+        let normalizer = { (lowercase: Bool) in
+            "{\"normalizer\": {\"type\": \"BertNormalizer\", \"lowercase\": \(lowercase), \"strip_accents\": null}, \"model\": {\"type\": \"WordPiece\", \"max_input_chars_per_word\": 5}}"
+        }
+        // tokenizer_config.json (what the Python reference reads) overrides tokenizer.json.
         let dir = try temporaryModel([
             "vocab.txt": smallVocab + "Hello\n",
+            "tokenizer.json": normalizer(true),
             "tokenizer_config.json": "{\"do_lower_case\": false, \"model_max_length\": 1000000000000000019884624838656}",
         ])
         let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
         XCTAssertFalse(tokenizer.config.lowercase)
         XCTAssertNil(tokenizer.config.modelMaxLength)
-        XCTAssertEqual(tokenizer.tokenize("Hello hello"), ["Hello", "hello"])
+        XCTAssertEqual(tokenizer.config.maxInputCharsPerWord, 5)
+        XCTAssertEqual(tokenizer.tokenize("Hello hello Hellos"), ["Hello", "hello", "[UNK]"])
+
+        // tokenizer.json alone sets the flags.
+        let jsonOnly = try WordPieceTokenizer(modelDirectory: try temporaryModel([
+            "vocab.txt": smallVocab + "Hello\n", "tokenizer.json": normalizer(false),
+        ]))
+        XCTAssertEqual(jsonOnly.tokenize("Hello"), ["Hello"])
     }
 }

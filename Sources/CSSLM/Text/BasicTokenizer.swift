@@ -104,7 +104,7 @@ struct BasicTokenizer: Sendable {
             let b = text[i]
             if b < 0x80 {
                 i += 1
-                switch cleanText ? asciiCleanClass[Int(b)] : asciiRawClass[Int(b)] {
+                switch asciiClass(b, cleanText: cleanText) {
                 case .keep: word.append(b)
                 case .space:
                     finishWord(word, isASCII: wordIsASCII, &out)
@@ -150,7 +150,7 @@ struct BasicTokenizer: Sendable {
         if isASCII {
             var start = out.bytes.count
             for b in word {
-                if asciiIsPunctuation[Int(b)] {
+                if isASCIIPunctuation(b) {
                     if out.bytes.count > start {
                         out.words.append(PreToken(start: Int32(start), end: Int32(out.bytes.count), id: PreToken.wordPiece))
                     }
@@ -158,7 +158,7 @@ struct BasicTokenizer: Sendable {
                     out.words.append(PreToken(start: Int32(out.bytes.count - 1), end: Int32(out.bytes.count), id: PreToken.wordPiece))
                     start = out.bytes.count
                 } else {
-                    out.bytes.append(lowercase ? asciiLower[Int(b)] : b)
+                    out.bytes.append(lowercase ? asciiLowercased(b) : b)
                 }
             }
             if out.bytes.count > start {
@@ -203,7 +203,7 @@ struct BasicTokenizer: Sendable {
         out.reserveCapacity(s.count)
         for (i, c) in s.enumerated() {
             if c.value < 0x80 {
-                out.append(Unicode.Scalar(asciiLower[Int(c.value)]))
+                out.append(Unicode.Scalar(asciiLowercased(UInt8(c.value))))
             } else if c.value == 0x3A3 {
                 out.append(isFinalSigma(s, at: i) ? "\u{3C2}" : "\u{3C3}")
             } else if c.properties.changesWhenLowercased {
@@ -261,7 +261,7 @@ func isCJK(_ cp: UInt32) -> Bool {
 /// Unicode punctuation (P*), plus every ASCII non-alphanumeric symbol, as BERT treats them.
 @inline(__always)
 func isPunctuation(_ s: Unicode.Scalar) -> Bool {
-    if s.value < 0x80 { return asciiIsPunctuation[Int(s.value)] }
+    if s.value < 0x80 { return isASCIIPunctuation(UInt8(s.value)) }
     switch s.properties.generalCategory {
     case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
          .initialPunctuation, .finalPunctuation, .otherPunctuation:
@@ -271,28 +271,30 @@ func isPunctuation(_ s: Unicode.Scalar) -> Bool {
     }
 }
 
+// ASCII by comparisons rather than lookup tables: a global table costs a lazy-initialisation check
+// on every access.
+
 private enum ASCIIClass { case keep, space, drop }
 
-/// With cleaning: \t \n \r and space split words; the other C0 controls and DEL are dropped.
-private let asciiCleanClass: [ASCIIClass] = (0..<128).map { b in
-    switch b {
-    case 9, 10, 13, 32: return .space
-    case 0..<32, 127: return .drop
-    default: return .keep
-    }
+/// With cleaning, \t \n \r and space split words and the other C0 controls and DEL are dropped;
+/// without (tokenizers' `clean_text: false`), Rust's whitespace (9-13, 32) splits and all stays.
+@inline(__always)
+private func asciiClass(_ b: UInt8, cleanText: Bool) -> ASCIIClass {
+    if b > 0x20 && b != 0x7F { return .keep }
+    if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D { return .space }
+    if !cleanText { return b == 0x0B || b == 0x0C ? .space : .keep }
+    return .drop
 }
 
-/// Without cleaning (tokenizers' `clean_text: false`): Rust's whitespace splits, the rest stays.
-private let asciiRawClass: [ASCIIClass] = (0..<128).map { b in
-    (9...13).contains(b) || b == 32 ? .space : .keep
+/// The ASCII symbols BERT splits off: 33-47, 58-64, 91-96, 123-126.
+@inline(__always)
+func isASCIIPunctuation(_ b: UInt8) -> Bool {
+    (b >= 33 && b <= 47) || (b >= 58 && b <= 64) || (b >= 91 && b <= 96) || (b >= 123 && b <= 126)
 }
 
-let asciiIsPunctuation: [Bool] = (0..<128).map { b in
-    (33...47).contains(b) || (58...64).contains(b) || (91...96).contains(b) || (123...126).contains(b)
-}
-
-private let asciiLower: [UInt8] = (0..<128).map { b in
-    (65...90).contains(b) ? UInt8(b + 32) : UInt8(b)
+@inline(__always)
+private func asciiLowercased(_ b: UInt8) -> UInt8 {
+    b &- 65 < 26 ? b | 0x20 : b
 }
 
 @inline(__always)

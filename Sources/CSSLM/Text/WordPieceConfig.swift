@@ -1,8 +1,9 @@
 // Settings of a BERT WordPiece tokenizer, read from a Hugging Face model folder:
-// `tokenizer_config.json` (transformers' flags and special tokens), `special_tokens_map.json`,
-// and `tokenizer.json` (the tokenizers library's normalizer flags, WordPiece parameters and
-// added tokens), in that order, later files overriding earlier ones. Every file is optional;
-// without any, the settings are those of the original uncased BERT.
+// `tokenizer.json` (the tokenizers library's normalizer flags, WordPiece parameters and added
+// tokens), `tokenizer_config.json` (transformers' flags and special tokens) and
+// `special_tokens_map.json`, in that order, a key in a later file overriding an earlier one, so
+// that what the Python reference reads wins. Every file is optional; without any, the settings
+// are those of the original uncased BERT.
 import Foundation
 
 /// How text becomes WordPiece tokens: the flags of HF's `BertTokenizer` / `BertNormalizer`.
@@ -66,6 +67,12 @@ public struct WordPieceConfig: Sendable {
     public static func load(modelDirectory: URL) throws -> WordPieceConfig {
         var config = WordPieceConfig()
         let fm = FileManager.default
+        // tokenizer.json first: the Python reference reads only the other two, so what they say wins.
+        let tokenizerJSON = modelDirectory.appendingPathComponent("tokenizer.json")
+        if fm.fileExists(atPath: tokenizerJSON.path) {
+            try config.apply(try decodeJSON(TokenizerJSONFile.self, from: tokenizerJSON),
+                             path: tokenizerJSON.path)
+        }
         let tokenizerConfig = modelDirectory.appendingPathComponent("tokenizer_config.json")
         if fm.fileExists(atPath: tokenizerConfig.path) {
             let file = try decodeJSON(TokenizerConfigFile.self, from: tokenizerConfig)
@@ -74,11 +81,6 @@ public struct WordPieceConfig: Sendable {
         let specialMap = modelDirectory.appendingPathComponent("special_tokens_map.json")
         if fm.fileExists(atPath: specialMap.path) {
             config.apply(try decodeJSON(SpecialTokensFile.self, from: specialMap))
-        }
-        let tokenizerJSON = modelDirectory.appendingPathComponent("tokenizer.json")
-        if fm.fileExists(atPath: tokenizerJSON.path) {
-            try config.apply(try decodeJSON(TokenizerJSONFile.self, from: tokenizerJSON),
-                             path: tokenizerJSON.path)
         }
         return config
     }
@@ -90,7 +92,7 @@ public struct WordPieceConfig: Sendable {
                 reason: "false is not supported (only BERT's basic tokenization then WordPiece)")
         }
         lowercase = f.do_lower_case ?? lowercase
-        stripAccents = f.strip_accents
+        if f.has_strip_accents { stripAccents = f.strip_accents }
         splitCJKCharacters = f.tokenize_chinese_chars ?? splitCJKCharacters
         neverSplit = f.never_split ?? neverSplit
         if let m = f.model_max_length {
@@ -187,6 +189,7 @@ private struct SpecialTokensFile: Decodable {
 private struct TokenizerConfigFile: Decodable {
     var do_lower_case: Bool?
     var strip_accents: Bool?
+    var has_strip_accents: Bool    // null (follow lowercase) is a value here, unlike a missing key
     var tokenize_chinese_chars: Bool?
     var do_basic_tokenize: Bool?
     var never_split: [String]?
@@ -203,6 +206,7 @@ private struct TokenizerConfigFile: Decodable {
         let c = try decoder.container(keyedBy: Keys.self)
         do_lower_case = try c.decodeIfPresent(Bool.self, forKey: .do_lower_case)
         strip_accents = try c.decodeIfPresent(Bool.self, forKey: .strip_accents)
+        has_strip_accents = c.contains(.strip_accents)
         tokenize_chinese_chars = try c.decodeIfPresent(Bool.self, forKey: .tokenize_chinese_chars)
         do_basic_tokenize = try c.decodeIfPresent(Bool.self, forKey: .do_basic_tokenize)
         never_split = try c.decodeIfPresent([String].self, forKey: .never_split)

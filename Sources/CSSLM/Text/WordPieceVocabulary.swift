@@ -94,12 +94,41 @@ struct PieceTable: Sendable {
     /// The longest key, in bytes: no search needs to try longer ranges.
     let maxKeyLength: Int
 
+    /// 8 bytes a step, then the SplitMix64 finaliser so the low bits (the slot) depend on all.
     @inline(__always)
     static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
-        // FNV-1a: keys are short (a word piece), so a byte loop is as fast as anything wider.
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for i in 0..<n { h = (h ^ UInt64(p[i])) &* 0x0000_0100_0000_01B3 }
-        return h ^ (h >> 29)
+        let raw = UnsafeRawPointer(p)
+        var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+        var i = 0
+        while i + 8 <= n {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            h = (h << 31) | (h >> 33)
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(p[i]) << shift
+            shift += 8
+            i += 1
+        }
+        return CounterRandom.mix(h ^ tail)
+    }
+
+    /// `a[0..<n] == b[0..<n]`, for short keys without a libc call.
+    @inline(__always)
+    static func equal(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var i = 0
+        while i + 8 <= n {
+            if UnsafeRawPointer(a).loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                != UnsafeRawPointer(b).loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < n {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
     }
 
     struct Builder {
@@ -155,7 +184,7 @@ struct PieceTable: Sendable {
                 let slot = slots[s]
                 if slot.length < 0 { return -1 }
                 if slot.hash == h32, Int(slot.length) == n,
-                   memcmp(bytes! + Int(slot.offset), p, n) == 0 {
+                   PieceTable.equal(bytes! + Int(slot.offset), p, n) {
                     return slot.id
                 }
                 s = (s + 1) & mask
