@@ -44,19 +44,19 @@ final class KernelTests: XCTestCase {
         let n = 20_000, p: Float = 0.1
         let ctx = DropoutContext(probability: p, seed: 42, step: 3, exampleIndex: [7, 8])
         var x = [Float](repeating: 1, count: 2 * n)
-        dropoutApply(&x, perExample: n, context: ctx, site: 5)
+        dropoutApply(&x, rows: 1, cols: n, context: ctx, site: 5)
         let dropped = x.filter { $0 == 0 }.count
         XCTAssertEqual(Double(dropped) / Double(2 * n), Double(p), accuracy: 0.01)
         XCTAssertTrue(x.allSatisfy { $0 == 0 || abs($0 - 1 / (1 - p)) < 1e-6 })
         // Example 8 alone, at row 0 of another batch: the same mask as at row 1 above.
         var alone = [Float](repeating: 1, count: n)
-        dropoutApply(&alone, perExample: n, context: DropoutContext(probability: p, seed: 42, step: 3, exampleIndex: [8]), site: 5)
+        dropoutApply(&alone, rows: 1, cols: n, context: DropoutContext(probability: p, seed: 42, step: 3, exampleIndex: [8]), site: 5)
         XCTAssertEqual(alone, Array(x[n...]))
         // Another step, site or seed: another mask.
         for other in [DropoutContext(probability: p, seed: 42, step: 4, exampleIndex: [8]),
                       DropoutContext(probability: p, seed: 43, step: 3, exampleIndex: [8])] {
             var y = [Float](repeating: 1, count: n)
-            dropoutApply(&y, perExample: n, context: other, site: 5)
+            dropoutApply(&y, rows: 1, cols: n, context: other, site: 5)
             XCTAssertNotEqual(y, alone)
         }
     }

@@ -153,7 +153,7 @@ public struct BertEncoder {
         layerNormForward(y: acts.hidden[0].base, mean: acts.embMean.base, rstd: acts.embRstd.base,
                          x: acts.embSum.base, gamma: base + embGamma, beta: base + embBeta,
                          rows: n, cols: h, eps: c.layerNormEps)
-        dropoutApply(acts.hidden[0].base, perExample: batch.seqLen * h, context: hiddenDrop,
+        dropoutApply(acts.hidden[0].base, rows: batch.seqLen, cols: h, context: hiddenDrop,
                      site: DropoutSite.embeddings)
 
         batch.mask.withUnsafeBufferPointer { mask in
@@ -169,7 +169,7 @@ public struct BertEncoder {
                 // r1 = dropout(ctx·Woᵀ + bo) + x ; h1 = LN(r1)
                 linearForward(y: a.r1.base, x: a.ctx.base, weight: base + o.attnOutWeight,
                               bias: base + o.attnOutBias, rows: n, inDim: h, outDim: h)
-                dropoutApply(a.r1.base, perExample: batch.seqLen * h, context: hiddenDrop,
+                dropoutApply(a.r1.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
                              site: DropoutSite.attentionOutput(layer: l))
                 addInPlace(a.r1.base, x, n * h)
                 layerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, x: a.r1.base,
@@ -181,7 +181,7 @@ public struct BertEncoder {
                 geluForward(y: a.inter.base, x: a.interPre.base, count: n * inter)
                 linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight,
                               bias: base + o.outBias, rows: n, inDim: inter, outDim: h)
-                dropoutApply(a.r2.base, perExample: batch.seqLen * h, context: hiddenDrop,
+                dropoutApply(a.r2.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
                              site: DropoutSite.feedForwardOutput(layer: l))
                 addInPlace(a.r2.base, a.h1.base, n * h)
                 layerNormForward(y: acts.hidden[l + 1].base, mean: a.mean2.base, rstd: a.rstd2.base,
@@ -214,7 +214,7 @@ public struct BertEncoder {
                               mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: n, cols: h)
             // r2 = drop(ffn) + h1: d h1 starts as d r2; the ffn branch gets drop(d r2).
             dMid.update(from: dOut, count: n * h)
-            dropoutApply(dOut, perExample: batch.seqLen * h, context: hiddenDrop,
+            dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop,
                          site: DropoutSite.feedForwardOutput(layer: l))
             linearBackward(dx: acts.dInter.base, dWeight: g + o.outWeight, dBias: g + o.outBias, dy: dOut,
                            x: a.inter.base, weight: base + o.outWeight, rows: n, inDim: inter, outDim: h)
@@ -227,7 +227,7 @@ public struct BertEncoder {
                               mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: n, cols: h)
             // r1 = drop(attn) + x: d x starts as d r1 (into dOut's buffer); attention gets drop(d r1).
             dOut.update(from: dMid, count: n * h)
-            dropoutApply(dMid, perExample: batch.seqLen * h, context: hiddenDrop,
+            dropoutApply(dMid, rows: batch.seqLen, cols: h, context: hiddenDrop,
                          site: DropoutSite.attentionOutput(layer: l))
             linearBackward(dx: dCtx, dWeight: g + o.attnOutWeight, dBias: g + o.attnOutBias, dy: dMid,
                            x: a.ctx.base, weight: base + o.attnOutWeight, rows: n, inDim: h, outDim: h)
@@ -240,7 +240,7 @@ public struct BertEncoder {
                            accumulateInput: true)
         }
         // hidden[0] = drop(LN(embSum))
-        dropoutApply(dOut, perExample: batch.seqLen * h, context: hiddenDrop, site: DropoutSite.embeddings)
+        dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
         layerNormBackward(dx: dOut, dGamma: g + embGamma, dBeta: g + embBeta, dy: dOut, x: acts.embSum.base,
                           mean: acts.embMean.base, rstd: acts.embRstd.base, gamma: base + embGamma, rows: n, cols: h)
         batch.ids.withUnsafeBufferPointer { ids in

@@ -51,12 +51,12 @@ public struct ClassifierHead {
             (row + h).update(from: lastHidden + (r * batch.seqLen + batch.sepPositions[r]) * h, count: h)
         }
         acts.featDropped.base.update(from: acts.feat.base, count: b * h2)
-        dropoutApply(acts.featDropped.base, perExample: h2, context: drop, site: DropoutSite.classifierInput)
+        dropoutApply(acts.featDropped.base, rows: 1, cols: h2, context: drop, site: DropoutSite.classifierInput)
         linearForward(y: acts.act.base, x: acts.featDropped.base, weight: base + denseW, bias: base + denseB,
                       rows: b, inDim: h2, outDim: h2)
         tanhForward(y: acts.act.base, x: acts.act.base, count: b * h2)
         acts.actDropped.base.update(from: acts.act.base, count: b * h2)
-        dropoutApply(acts.actDropped.base, perExample: h2, context: drop, site: DropoutSite.classifierHidden)
+        dropoutApply(acts.actDropped.base, rows: 1, cols: h2, context: drop, site: DropoutSite.classifierHidden)
         linearForward(y: acts.logits.base, x: acts.actDropped.base, weight: base + outW, bias: base + outB,
                       rows: b, inDim: h2, outDim: classes)
     }
@@ -70,11 +70,11 @@ public struct ClassifierHead {
         var drop = dropout; drop.probability = dropout.isActive ? dropoutProbability : 0
         linearBackward(dx: acts.dAct.base, dWeight: g + outW, dBias: g + outB, dy: acts.dLogits.base,
                        x: acts.actDropped.base, weight: base + outW, rows: b, inDim: h2, outDim: classes)
-        dropoutApply(acts.dAct.base, perExample: h2, context: drop, site: DropoutSite.classifierHidden)
+        dropoutApply(acts.dAct.base, rows: 1, cols: h2, context: drop, site: DropoutSite.classifierHidden)
         tanhBackward(dx: acts.dAct.base, dy: acts.dAct.base, y: acts.act.base, count: b * h2)
         linearBackward(dx: acts.dFeat.base, dWeight: g + denseW, dBias: g + denseB, dy: acts.dAct.base,
                        x: acts.featDropped.base, weight: base + denseW, rows: b, inDim: h2, outDim: h2)
-        dropoutApply(acts.dFeat.base, perExample: h2, context: drop, site: DropoutSite.classifierInput)
+        dropoutApply(acts.dFeat.base, rows: 1, cols: h2, context: drop, site: DropoutSite.classifierInput)
         for r in 0..<b {
             let df = acts.dFeat.base + r * h2
             addInPlace(dHidden + (r * batch.seqLen) * h, df, h)

@@ -44,7 +44,7 @@ public func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMuta
     }
     if probsDropped != probs {
         probsDropped.update(from: probs, count: s.batch * s.probsPerExample)
-        dropoutApply(probsDropped, perExample: s.probsPerExample, context: dropout, site: site)
+        dropoutApply(probsDropped, groups: s.heads, rows: s.seqLen, cols: s.seqLen, context: dropout, site: site)
     }
     for b in 0..<s.batch {
         for h in 0..<s.heads {
@@ -78,7 +78,7 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dProbs: UnsafeM
         }
     }
     if probsDropped != probs {
-        dropoutApply(dProbs, perExample: s.probsPerExample, context: dropout, site: site)
+        dropoutApply(dProbs, groups: s.heads, rows: s.seqLen, cols: s.seqLen, context: dropout, site: site)
     }
     for b in 0..<s.batch {
         for h in 0..<s.heads {

@@ -37,18 +37,28 @@ public enum DropoutSite {
     public static let classifierHidden = 1_000_001
 }
 
-/// In place: x[B, perExample] ← x · mask / (1 − p), mask ~ Bernoulli(1 − p) keyed per example.
+/// In place: x[B, groups, rows, cols] ← x · mask / (1 − p), mask ~ Bernoulli(1 − p) keyed per
+/// example. An element's key index is (g·4096 + r)·4096 + c: it does not depend on how long the
+/// batch was padded, so a sequence gets the same mask in any batch and on any rank.
 /// The same call is the backward on the gradient (same keys → same mask).
-public func dropoutApply(_ x: UnsafeMutablePointer<Float>, perExample: Int,
+public func dropoutApply(_ x: UnsafeMutablePointer<Float>, groups: Int = 1, rows: Int, cols: Int,
                          context: DropoutContext, site: Int) {
     let p = context.probability
     guard p > 0 else { return }
+    precondition(rows <= 4096 && cols <= 4096, "dropout keys assume rows and cols ≤ 4096")
     let scale = 1 / (1 - p)
+    let perExample = groups * rows * cols
     for (b, example) in context.exampleIndex.enumerated() {
         let key = CounterRandom.streamKey(seed: context.seed, step: context.step, example: example, site: site)
-        let row = x + b * perExample
-        for i in 0..<perExample {
-            row[i] = CounterRandom.uniform(key: key, index: i) < p ? 0 : row[i] * scale
+        var v = x + b * perExample
+        for g in 0..<groups {
+            for r in 0..<rows {
+                let base = (g * 4096 + r) * 4096
+                for c in 0..<cols {
+                    v[c] = CounterRandom.uniform(key: key, index: base + c) < p ? 0 : v[c] * scale
+                }
+                v += cols
+            }
         }
     }
 }

@@ -251,7 +251,7 @@ public final class Trainer {
 final class ProgressLine {
     let total: Int
     let enabled: Bool
-    let isTTY = isatty(STDOUT_FILENO) != 0
+    let isTTY = isatty(STDOUT_FILENO) != 0 && !MPIRuntime.isLaunchedByMPIRun
     let started = Date()
     private var open = false
 
