@@ -198,6 +198,25 @@ final class DistributedLocalTests: XCTestCase {
         XCTAssertEqual(GradientAllreducer.plan([], carrierFloats: 4, bucketFloats: 12).count, 1)
     }
 
+    func testWatchdogReportsOnlyACollectiveThatOutlivesItsDeadline() {
+        let lock = NSLock()
+        var messages: [String] = []
+        let watchdog = CollectiveWatchdog(rank: 1, size: 2, deadline: 0.3) { message in
+            lock.withLock { messages.append(message) }
+        }
+        watchdog.watching("allreduce(quick)", step: 2) { _ = usleep(50_000) }
+        watchdog.withDeadline(5) { watchdog.watching("barrier(slow but allowed)", step: 2) { _ = usleep(500_000) } }
+        XCTAssertEqual(watchdog.deadline, 0.3)
+        XCTAssertTrue(lock.withLock { messages.isEmpty })
+        watchdog.enter("allgatherv(features)", step: 3)
+        usleep(800_000)
+        watchdog.leave()
+        let reported = lock.withLock { messages }
+        XCTAssertEqual(reported.count, 1)
+        XCTAssertTrue(reported.first?.contains("rank 1 of 2") == true, "\(reported)")
+        XCTAssertTrue(reported.first?.contains("'allgatherv(features)' at step 3") == true, "\(reported)")
+    }
+
     func testScaleAndSumSquaresMatchesAPlainLoop() {
         var values = (0..<5000).map { Float($0 % 17) * 0.25 - 2 }
         let expected = values.map { Double($0 * 0.5) * Double($0 * 0.5) }.reduce(0, +)
