@@ -70,6 +70,15 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         return try body()
     }
 
+    /// Runs `body` with `seconds` as the deadline, then restores the previous one: for a
+    /// collective known to wait long, e.g. the barrier after rank 0 writes a checkpoint.
+    public func withDeadline<T>(_ seconds: Double, _ body: () throws -> T) rethrows -> T {
+        let saved = deadline
+        deadline = seconds
+        defer { deadline = saved }
+        return try body()
+    }
+
     /// Polls often enough to report within ~5% of the deadline.
     private static func pollInterval(deadline: Double) -> Double { min(max(deadline / 20, 0.01), 0.5) }
 
