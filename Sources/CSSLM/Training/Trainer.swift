@@ -103,6 +103,7 @@ public final class Trainer {
             + "\(epochs) epochs × \(stepsPerEpoch) steps, global batch \(config.batchSize), \(communicator.size) rank(s)")
 
         var best: (epoch: Int, dev: ClassificationMetrics, test: ClassificationMetrics)?
+        let bestWeights = FloatBuffer(count: model.parameters.count)
         var step = 0
         for epoch in 0..<config.epochs {
             for _ in 0..<stepsPerEpoch {
@@ -161,6 +162,7 @@ public final class Trainer {
                 record(["kind": "eval", "split": "test", "epoch": epoch, "step": step, "accuracy": testMetrics.accuracy,
                         "macro_f1": testMetrics.macroF1])
                 best = (epoch, devMetrics, testMetrics)
+                bestWeights.copy(from: model.parameters.values)
                 improved = true
             }
             progress.finishLine()
@@ -170,14 +172,35 @@ public final class Trainer {
         let result = RunResult(method: config.method.rawValue, dataset: URL(fileURLWithPath: config.data).lastPathComponent,
                                sampleSeed: config.sampleSeed, bestEpoch: best!.epoch + 1, dev: best!.dev, test: best!.test,
                                steps: step, seconds: Date().timeIntervalSince(started))
+        // The model of the best dev epoch, as an HF folder beside the results.
+        model.parameters.values.copy(from: bestWeights)
         if isRoot {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
+            try saveModel(to: out.appendingPathComponent("model"))
         }
         return result
     }
 
     private var epochs: Int { config.epochs }
+
+    /// Writes the current weights as an HF model folder (encoder in model.safetensors under HF
+    /// names, heads in heads.safetensors) with the tokenizer files and labels.txt.
+    public func saveModel(to dir: URL) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        try model.saveEncoder(to: dir.appendingPathComponent("model.safetensors"))
+        try model.saveHeads(to: dir.appendingPathComponent("heads.safetensors"))
+        try writeAtomically(try model.config.jsonData(), to: dir.appendingPathComponent("config.json"))
+        let source = URL(fileURLWithPath: config.model)
+        for name in ["vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"] {
+            let from = source.appendingPathComponent(name), to = dir.appendingPathComponent(name)
+            guard fm.fileExists(atPath: from.path) else { continue }
+            try? fm.removeItem(at: to)
+            try fm.copyItem(at: from, to: to)
+        }
+        try writeAtomically(Data((splits.labels.joined(separator: "\n") + "\n").utf8), to: dir.appendingPathComponent("labels.txt"))
+    }
 
     /// L_pair over the global batch: gathers t and e of every rank's rows, scores local rows against
     /// all columns, and routes the column gradients back to their owners. Adds the feature

@@ -1,0 +1,105 @@
+// The training run end to end through the `csslm` tool: a tiny random BERT on a tiny dataset,
+// at W = 1 (plain process), 2 and 3 (mpirun): the same losses and the same final weights
+// (contract 2: W ranks compute the same step as one process on the whole batch).
+import Foundation
+import XCTest
+@testable import CSSLM
+
+final class TrainerTests: XCTestCase {
+    static let words = ["good", "great", "fine", "bad", "awful", "poor", "movie", "plot", "the", "a", "was", "is", "very", "not"]
+
+    /// A tiny random model folder (config.json, model.safetensors, vocab.txt) and a dataset folder.
+    static func makeTinyTask(in dir: URL) throws -> (model: URL, data: URL) {
+        let fm = FileManager.default
+        let model = dir.appendingPathComponent("model"), data = dir.appendingPathComponent("data")
+        try fm.createDirectory(at: model, withIntermediateDirectories: true)
+        try fm.createDirectory(at: data, withIntermediateDirectories: true)
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + words
+        try (vocab.joined(separator: "\n") + "\n").write(to: model.appendingPathComponent("vocab.txt"), atomically: true, encoding: .utf8)
+        let config = BertConfig(vocabSize: vocab.count, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2,
+                                intermediateSize: 32, maxPositionEmbeddings: 32)
+        try config.jsonData().write(to: model.appendingPathComponent("config.json"))
+        try BertClassifier(config: config, numLabels: 2, seed: 11).saveEncoder(to: model.appendingPathComponent("model.safetensors"))
+        try "neg\npos\n".write(to: data.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
+        var rng = SplitMix64(seed: 5)
+        for (split, count) in [("train", 24), ("dev", 10), ("test", 10)] {
+            var lines: [String] = []
+            for i in 0..<count {
+                let positive = i % 2 == 0
+                let n = 2 + rng.nextInt(below: 6)
+                var text = (0..<n).map { _ in words[6 + rng.nextInt(below: 8)] }
+                text.insert(positive ? ["good", "great", "fine"][rng.nextInt(below: 3)] : ["bad", "awful", "poor"][rng.nextInt(below: 3)],
+                            at: rng.nextInt(below: n))
+                let json = try JSONSerialization.data(withJSONObject: ["text": text.joined(separator: " ") + " \(split) \(i) .", "label": positive ? "pos" : "neg"])
+                lines.append(String(decoding: json, as: UTF8.self))
+            }
+            try (lines.joined(separator: "\n") + "\n").write(to: data.appendingPathComponent("\(split).jsonl"), atomically: true, encoding: .utf8)
+        }
+        return (model, data)
+    }
+
+    static func csslmBinary() throws -> URL {
+        let bundle = Bundle(for: TrainerTests.self)
+        for directory in [bundle.bundleURL.deletingLastPathComponent(), Bundle.main.executableURL?.deletingLastPathComponent()].compactMap({ $0 }) {
+            let url = directory.appendingPathComponent("csslm")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw CSSLMError("the csslm executable was not found next to the test bundle", hint: "run swift build first (scripts/test.sh does)")
+    }
+
+    /// Runs `csslm ARGS` alone or under mpirun with `ranks` ranks; returns (status, output).
+    static func runCSSLM(_ args: [String], ranks: Int?, limit: Int = 240) throws -> (Int32, String) {
+        var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "OPAL_"].contains { k.hasPrefix($0) } }
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"; env["OPENBLAS_NUM_THREADS"] = "1"
+        var command = ["-k", "5", String(limit)]
+        if let ranks { command += ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none"] }
+        command += [try csslmBinary().path] + args
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-out-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        p.arguments = command
+        p.environment = env
+        let handle = try FileHandle(forWritingTo: out)
+        p.standardOutput = handle; p.standardError = handle
+        try p.run(); p.waitUntilExit()
+        return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+    }
+
+    /// Step losses from a run's metrics.jsonl.
+    static func stepLosses(_ run: URL) throws -> [Double] {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").compactMap { line in
+            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return o?["kind"] as? String == "step" ? o?["loss"] as? Double : nil
+        }
+    }
+
+    func testTrainingGivesTheSameLossesAndWeightsOnOneTwoAndThreeRanks() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-trainer-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (model, data) = try Self.makeTinyTask(in: dir)
+        for method in ["finetune", "scl"] {
+            var losses: [[Double]] = [], weights: [[Float]] = []
+            for ranks in [nil, 2, 3] as [Int?] {
+                let out = dir.appendingPathComponent("run-\(method)-\(ranks ?? 1)")
+                // Global batch 5 splits unevenly over 2 and 3 ranks (3+2, 2+2+1).
+                let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
+                                                          "--method", method, "--per-class", "6", "--batch-size", "5", "--epochs", "2",
+                                                          "--learning-rate", "1e-3", "--max-length", "16"], ranks: ranks)
+                XCTAssertEqual(status, 0, "\(method) at W=\(ranks ?? 1):\n\(output)")
+                losses.append(try Self.stepLosses(out))
+                let file = try SafetensorsFile(url: out.appendingPathComponent("model/model.safetensors"))
+                weights.append(try file.names.flatMap { try file.floats($0) })
+            }
+            XCTAssertEqual(losses[0].count, 6, "\(method): 12 examples / batch 5 → 3 steps × 2 epochs")
+            for w in 1..<3 {
+                for (a, b) in zip(losses[w], losses[0]) {
+                    XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(method) W=\(w + 1) loss")
+                }
+                assertClose("\(method) final weights W=\(w + 1) vs W=1", weights[w], weights[0], tolerance: 1e-5)
+            }
+            print("\(method) losses W=1:", losses[0].map { String(format: "%.6f", $0) }.joined(separator: " "))
+        }
+    }
+}
