@@ -167,6 +167,36 @@ def pair_loss_fixture():
               os.path.join(OUT, "pair_loss.safetensors"))
     print("pair loss", loss.item())
 
+    # L_task: taskPair = Linear(2H, 2) on [t_i; t_j] vs same label, all ordered pairs.
+    t2 = t.detach().clone().requires_grad_(True)
+    task = torch.nn.Linear(2 * h, 2)
+    with torch.no_grad():
+        task.weight.mul_(3)
+    lt = torch.nn.functional.cross_entropy(task(torch.cat([t2[ii], t2[jj]], dim=-1)), (labels[ii] == labels[jj]).long())
+    lt.backward()
+    # L_dom: domainPair = Linear(2H, 2) on [e_q; e_d]; positives: all labelled pairs (target 1),
+    # negatives: every query against each of 4 corpus vectors (target 0); mean over all pairs.
+    e2 = e.detach().clone().requires_grad_(True)
+    neg = torch.randn(4, h, requires_grad=True)
+    dom = torch.nn.Linear(2 * h, 2)
+    with torch.no_grad():
+        dom.weight.mul_(3)
+    qi, nj = torch.meshgrid(torch.arange(n), torch.arange(4), indexing="ij")
+    qi, nj = qi.reshape(-1), nj.reshape(-1)
+    logits_dom = torch.cat([dom(torch.cat([e2[ii], e2[jj]], dim=-1)), dom(torch.cat([e2[qi], neg[nj]], dim=-1))])
+    targets_dom = torch.cat([torch.ones(n * n, dtype=torch.long), torch.zeros(n * 4, dtype=torch.long)])
+    ld = torch.nn.functional.cross_entropy(logits_dom, targets_dom)
+    ld.backward()
+    save_file({"t": t2.detach(), "e": e2.detach(), "labels": labels, "negatives": neg.detach(),
+               "task.weight": task.weight.detach().contiguous(), "task.bias": task.bias.detach(),
+               "task.loss": lt.detach().reshape(1), "task.grad.t": t2.grad, "task.grad.weight": task.weight.grad.contiguous(),
+               "task.grad.bias": task.bias.grad,
+               "dom.weight": dom.weight.detach().contiguous(), "dom.bias": dom.bias.detach(),
+               "dom.loss": ld.detach().reshape(1), "dom.grad.e": e2.grad, "dom.grad.negatives": neg.grad,
+               "dom.grad.weight": dom.weight.grad.contiguous(), "dom.grad.bias": dom.bias.grad},
+              os.path.join(OUT, "task_domain_loss.safetensors"))
+    print("task loss", lt.item(), "domain loss", ld.item())
+
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -37,6 +37,56 @@ final class ObjectiveTests: XCTestCase {
         }
     }
 
+    /// L_task (taskPair on [t_i; t_j]) and L_dom (domainPair on [e_q; e_d], labelled pairs as
+    /// positives, corpus negatives) against PyTorch, rows split in two as two ranks would.
+    func testTaskAndDomainPairLossesMatchPyTorch() throws {
+        let fx = try SafetensorsFile(url: try TestPaths.fixture("task_domain_loss.safetensors"))
+        let t = try fx.floats("t"), e = try fx.floats("e"), neg = try fx.floats("negatives")
+        let labels = try fx.ints("labels")
+        let n = labels.count, h = t.count / n, negatives = neg.count / h
+        var taskLoss: Float = 0, domLoss: Float = 0
+        var dT = [Float](repeating: 0, count: n * h), dTCol = dT, dE = dT, dECol = dT
+        var dNeg = [Float](repeating: 0, count: neg.count)
+        var dTaskW = [Float](repeating: 0, count: 4 * h), dTaskB: [Float] = [0, 0], dDomW = dTaskW, dDomB: [Float] = [0, 0]
+        let taskW = try fx.floats("task.weight"), taskB = try fx.floats("task.bias")
+        let domW = try fx.floats("dom.weight"), domB = try fx.floats("dom.bias")
+        for rows in [0..<2, 2..<n] {
+            let lo = rows.lowerBound * h
+            t.withUnsafeBufferPointer { tp in e.withUnsafeBufferPointer { ep in neg.withUnsafeBufferPointer { np in
+            dT.withUnsafeMutableBufferPointer { dt in dTCol.withUnsafeMutableBufferPointer { dtc in
+            dE.withUnsafeMutableBufferPointer { de in dECol.withUnsafeMutableBufferPointer { dec in dNeg.withUnsafeMutableBufferPointer { dn in
+                taskLoss += linearPairLoss(rows: [PairBlock(tp.baseAddress! + lo, weightOffset: 0, gradient: dt.baseAddress! + lo)],
+                                           rowCount: rows.count,
+                                           columns: [PairBlock(tp.baseAddress!, weightOffset: h, gradient: dtc.baseAddress!)],
+                                           columnCount: n, width: h, inputWidth: 2 * h, weight: taskW, bias: taskB, pairCount: n * n,
+                                           target: { labels[rows.lowerBound + $0] == labels[$1] ? 1 : 0 },
+                                           dWeight: &dTaskW, dBias: &dTaskB).loss
+                // Domain: columns are the n labelled e (target 1) then the corpus negatives (target 0).
+                let pos = linearPairLoss(rows: [PairBlock(ep.baseAddress! + lo, weightOffset: 0, gradient: de.baseAddress! + lo)],
+                                         rowCount: rows.count,
+                                         columns: [PairBlock(ep.baseAddress!, weightOffset: h, gradient: dec.baseAddress!)],
+                                         columnCount: n, width: h, inputWidth: 2 * h, weight: domW, bias: domB,
+                                         pairCount: n * (n + negatives), target: { _, _ in 1 }, dWeight: &dDomW, dBias: &dDomB)
+                let negs = linearPairLoss(rows: [PairBlock(ep.baseAddress! + lo, weightOffset: 0, gradient: de.baseAddress! + lo)],
+                                          rowCount: rows.count,
+                                          columns: [PairBlock(np.baseAddress!, weightOffset: h, gradient: dn.baseAddress!)],
+                                          columnCount: negatives, width: h, inputWidth: 2 * h, weight: domW, bias: domB,
+                                          pairCount: n * (n + negatives), target: { _, _ in 0 }, dWeight: &dDomW, dBias: &dDomB)
+                domLoss += pos.loss + negs.loss
+            } } } } } } } }
+        }
+        for k in 0..<(n * h) { dT[k] += dTCol[k]; dE[k] += dECol[k] }
+        assertClose("L_task", [taskLoss], try fx.floats("task.loss"), tolerance: 1e-5)
+        assertClose("L_task d t", dT, try fx.floats("task.grad.t"), tolerance: 1e-4)
+        assertClose("L_task d W", dTaskW, try fx.floats("task.grad.weight"), tolerance: 1e-4)
+        assertClose("L_task d b", dTaskB, try fx.floats("task.grad.bias"), tolerance: 1e-4)
+        assertClose("L_dom", [domLoss], try fx.floats("dom.loss"), tolerance: 1e-5)
+        assertClose("L_dom d e", dE, try fx.floats("dom.grad.e"), tolerance: 1e-4)
+        assertClose("L_dom d negatives", dNeg, try fx.floats("dom.grad.negatives"), tolerance: 1e-4)
+        assertClose("L_dom d W", dDomW, try fx.floats("dom.grad.weight"), tolerance: 1e-4)
+        assertClose("L_dom d b", dDomB, try fx.floats("dom.grad.bias"), tolerance: 1e-4)
+    }
+
     func testMacroF1AndAccuracyMatchTheirDefinitions() {
         // sklearn: f1_score([0,0,1,1,2,2], [0,1,1,1,0,2], average="macro") = (0.5 + 0.8 + 0.6667)/3
         let m = ClassificationMetrics(predictions: [0, 1, 1, 1, 0, 2], labels: [0, 0, 1, 1, 2, 2], classes: 3)
