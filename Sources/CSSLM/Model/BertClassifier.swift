@@ -81,10 +81,11 @@ public final class BertClassifier {
         return loss
     }
 
-    /// After `forward`: the classifier's CE on `labels` (mean over the batch), its gradient times
-    /// `lossScale` into the head's parameter gradients and into `dHidden` (zeroed first).
+    /// After `forward`: the classifier's CE on `labels` (mean over the batch, or Σ w_b CE_b with
+    /// `rowWeights`), its gradient times `lossScale` into the head's parameter gradients and into
+    /// `dHidden` (zeroed first).
     public func classifierBackward(_ batch: TokenBatch, labels: [Int], dropout: DropoutContext,
-                                   lossScale: Float = 1) throws -> Float {
+                                   lossScale: Float = 1, rowWeights: [Float]? = nil) throws -> Float {
         guard labels.count == batch.batch else {
             throw CSSLMError("\(labels.count) labels for a batch of \(batch.batch)")
         }
@@ -92,7 +93,7 @@ public final class BertClassifier {
             throw CSSLMError("label \(y) of example \(i) is outside 0..<\(numLabels)")
         }
         let loss = softmaxCrossEntropy(logits: headActivations.logits.base, labels: labels, classes: numLabels,
-                                       dLogits: headActivations.dLogits.base)
+                                       dLogits: headActivations.dLogits.base, rowWeights: rowWeights)
         if lossScale != 1 { scale(headActivations.dLogits.base, batch.batch * numLabels, by: lossScale) }
         head.backward(batch, dHidden: dHidden(batch, zero: true), params: parameters.values.base,
                       grads: parameters.grads.base, acts: headActivations, dropout: dropout)

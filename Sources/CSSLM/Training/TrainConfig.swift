@@ -3,10 +3,26 @@
 import Foundation
 
 /// What a run optimises (METHOD.md). `finetune`: classifier CE only (weight decay 0);
-/// `scl`: CE + the pairwise same-label loss over the global labelled batch.
+/// `scl`: CE + the pairwise same-label loss over the global labelled batch; `csslm`: stage 1
+/// (init: CE + L_pair + L_task + L_dom), stage 2 (corpus encoding), stage 3 (retrieval-augmented
+/// L_pair); `selftrain`: stages 1–2, then CE on the queries and on the retrieved sentences with
+/// their pseudo-labels.
 public enum TrainingMethod: String, Codable, CaseIterable, Sendable {
     case finetune
     case scl
+    case selftrain
+    case csslm
+
+    /// Whether the method retrieves from the corpus (stages 1–3).
+    public var retrieves: Bool { self == .csslm || self == .selftrain }
+}
+
+/// How stage 3 ranks corpus documents for a query.
+public enum RetrieverKind: String, Codable, CaseIterable, Sendable {
+    /// METHOD.md: softplus(Δtask) + ½ softplus(Δdom) of the frozen pair heads.
+    case faithful
+    /// Beyond the reference: cosine similarity to the query and to class prototypes.
+    case query
 }
 
 public struct TrainConfig: Codable, Equatable, Sendable {
@@ -38,6 +54,21 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var devLimit = 0
     /// Evaluate on at most this many test examples, 0 = all.
     public var testLimit = 0
+    /// Stage-1 (init) epochs of `csslm` and `selftrain`; `epochs` is then stage 3's.
+    public var initEpochs = 14
+    /// Unlabelled corpus, one sentence a line ("" = assets/corpus/<dataset folder name>.txt).
+    public var corpus = ""
+    /// Corpus sentences encoded in stage 2 (the first ones with at least `minCorpusTokens`).
+    public var poolSize = 40_000
+    public var minCorpusTokens = 15
+    public var corpusMaxLength = 100
+    /// Retrieved sentences per query (top K, then K draws with replacement).
+    public var topK = 16
+    /// Corpus negatives per step for L_dom in stage 1.
+    public var negatives = 16
+    public var retriever: RetrieverKind = .faithful
+    /// Re-encode the pool every R stage-3 steps with the query retriever (0 = never).
+    public var refreshEvery = 0
 
     public init() {}
 
@@ -55,6 +86,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.warmupFraction, &d.warmupFraction); try read(.maxGradNorm, &d.maxGradNorm)
         try read(.maxLength, &d.maxLength); try read(.evalBatchSize, &d.evalBatchSize)
         try read(.devLimit, &d.devLimit); try read(.testLimit, &d.testLimit)
+        try read(.initEpochs, &d.initEpochs); try read(.corpus, &d.corpus); try read(.poolSize, &d.poolSize)
+        try read(.minCorpusTokens, &d.minCorpusTokens); try read(.corpusMaxLength, &d.corpusMaxLength)
+        try read(.topK, &d.topK); try read(.negatives, &d.negatives); try read(.retriever, &d.retriever)
+        try read(.refreshEvery, &d.refreshEvery)
         self = d
     }
 
@@ -80,7 +115,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// Checks ranges; each problem names the field.
     public func validate() throws {
-        func bad(_ field: String, _ why: String) -> CSSLMError { CSSLMError("run config: field '\(field)' \(why)") }
+        func bad(_ field: String, _ why: String, hint: String? = nil) -> CSSLMError {
+            CSSLMError("run config: field '\(field)' \(why)", hint: hint)
+        }
         if perClass < 1 { throw bad("perClass", "must be at least 1") }
         if epochs < 1 { throw bad("epochs", "must be at least 1") }
         if batchSize < 1 { throw bad("batchSize", "must be at least 1") }
@@ -91,10 +128,34 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if maxLength < 3 || maxLength > 512 { throw bad("maxLength", "must be in 3...512") }
         if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
         if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
+        if method.retrieves {
+            if initEpochs < 1 { throw bad("initEpochs", "must be at least 1") }
+            if topK < 1 { throw bad("topK", "must be at least 1, got \(topK)") }
+            if negatives < 0 { throw bad("negatives", "must be non-negative") }
+            if poolSize < topK { throw bad("poolSize", "(\(poolSize)) must be at least topK (\(topK))") }
+            if corpusMaxLength < 3 || corpusMaxLength > 512 { throw bad("corpusMaxLength", "must be in 3...512") }
+            if refreshEvery < 0 { throw bad("refreshEvery", "must be non-negative") }
+        }
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw bad("data", "'\(data)' is not a dataset folder (labels.txt, train/dev/test.jsonl)")
+        }
+        if !FileManager.default.fileExists(atPath: model + "/config.json") {
+            throw bad("model", "'\(model)' has no config.json", hint: "run scripts/setup.sh, or point --model at an HF model folder")
+        }
+        if method.retrieves && !FileManager.default.fileExists(atPath: corpusPath) {
+            throw bad("corpus", "'\(corpusPath)' does not exist", hint: "run scripts/setup.sh, or pass --corpus FILE")
+        }
+    }
+
+    /// The corpus file this run reads.
+    public var corpusPath: String {
+        corpus.isEmpty ? "assets/corpus/\(URL(fileURLWithPath: data).lastPathComponent).txt" : corpus
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
+        case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
     }
 }

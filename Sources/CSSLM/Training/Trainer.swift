@@ -1,6 +1,8 @@
-// One training run: few-shot sample → epochs of global batches split across ranks → best-dev
-// selection → test at the best dev epoch. Every rank runs this same code; collectives keep them in
-// step, and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
+// One training run: few-shot sample → stages of global batches split across ranks, each with
+// best-dev selection → test at the best dev epoch. `finetune` and `scl` have one stage; `csslm`
+// and `selftrain` run stage 1 (init), stage 2 (corpus encoding) and stage 3 (retrieval-augmented
+// training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
+// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
 import Foundation
 
 /// What a finished run reports (also written to `result.json`).
@@ -22,6 +24,29 @@ struct EncodedSplit {
     var count: Int { labels.count }
 }
 
+/// The best epoch of a stage.
+struct StageBest {
+    var epoch: Int
+    var dev: ClassificationMetrics
+    var test: ClassificationMetrics
+}
+
+/// One step's inputs as the step functions see them.
+struct StepInput {
+    var step: Int
+    var epoch: Int
+    var global: GlobalBatch
+    var local: LocalBatch
+    var rowsPerRank: [Int]
+}
+
+/// This rank's shares of the step's losses (they sum to the global loss over ranks).
+struct StepLosses {
+    var total: Double { parts.reduce(0, +) }
+    /// Named parts, in the order of `names`.
+    var parts: [Double]
+}
+
 public final class Trainer {
     public let config: TrainConfig
     public let communicator: Communicator
@@ -32,7 +57,14 @@ public final class Trainer {
     let train: EncodedSplit
     let dev: EncodedSplit
     let test: EncodedSplit
+    /// The unlabelled pool (stage 2 encodes it; stage 1 draws negatives from it).
+    let pool: [String]
+    let poolEncodings: [Encoding]
     let log: (String) -> Void
+    let hidden: Int
+    /// Steps taken over all stages (keys dropout and retrieval draws).
+    var globalStep = 0
+    var metricsFile: FileHandle?
 
     public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) }) throws {
         try config.validate()
@@ -44,10 +76,16 @@ public final class Trainer {
         tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
         for report in splits.reports where !report.isClean { self.log("[data] \(report.summary)") }
+        try Self.checkLabelsCovered(splits, data: config.data)
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
-        model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count,
-                                   extraHeads: config.method == .scl ? pairHeadTensors(hidden: h) : [],
-                                   seed: config.seed)
+        hidden = h
+        var heads: [(name: String, shape: [Int])] = []
+        if config.method != .finetune { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
+        if config.method.retrieves {
+            heads += pairHeadTensors(hidden: h, name: "task_pair", inputs: 2)
+            heads += pairHeadTensors(hidden: h, name: "domain_pair", inputs: 2)
+        }
+        model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
         sample = try FewShotSampler.sample(splits.train, perClass: config.perClass, seed: config.sampleSeed)
         let fewShot = sample.dataset(from: splits.train)
         func encode(_ set: LabeledDataset, limit: Int) -> EncodedSplit {
@@ -58,6 +96,37 @@ public final class Trainer {
         train = encode(fewShot, limit: 0)
         dev = encode(splits.dev, limit: config.devLimit)
         test = encode(splits.test, limit: config.testLimit)
+        if config.method.retrieves {
+            // The pool: the first `poolSize` corpus lines with at least `minCorpusTokens` word pieces.
+            var texts: [String] = [], encodings: [Encoding] = []
+            let reader = try UnlabeledCorpusReader(url: URL(fileURLWithPath: config.corpusPath))
+            while texts.count < config.poolSize, let line = try reader.next() {
+                let enc = tok.encode(line.text, maxLength: config.corpusMaxLength)
+                guard enc.count - 2 >= config.minCorpusTokens else { continue }
+                texts.append(line.text)
+                encodings.append(enc)
+            }
+            if texts.count < config.topK {
+                throw CSSLMError("\(config.corpusPath): only \(texts.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
+                                 hint: "lower --min-corpus-tokens or --top-k, or use a larger corpus")
+            }
+            pool = texts
+            poolEncodings = encodings
+        } else {
+            pool = []
+            poolEncodings = []
+        }
+    }
+
+    /// Dev and test labels must be classes the few-shot training set can contain.
+    static func checkLabelsCovered(_ s: DatasetSplits, data: String) throws {
+        let trainClasses = Set(s.train.examples.map(\.label))
+        for (name, set) in [("dev", s.dev), ("test", s.test)] {
+            if let missing = Set(set.examples.map(\.label)).subtracting(trainClasses).min() {
+                throw CSSLMError("\(data)/\(name).jsonl: label '\(s.labels[missing])' has no example in train.jsonl",
+                                 hint: "every class needs training examples")
+            }
+        }
     }
 
     /// Pads encodings into one batch (to the longest of them).
@@ -66,13 +135,19 @@ public final class Trainer {
                        padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
     }
 
+    func record(_ object: [String: Any]) {
+        guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        metricsFile.write(data)
+        metricsFile.write(Data([0x0A]))
+    }
+
+    var outputURL: URL { URL(fileURLWithPath: config.output) }
+
     /// Trains, selects the best dev epoch, and returns its dev and test metrics.
     public func run() throws -> RunResult {
         let started = Date()
-        let out = URL(fileURLWithPath: config.output)
-        let isRoot = communicator.rank == 0
-        var metricsFile: FileHandle?
-        if isRoot {
+        let out = outputURL
+        if communicator.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(config).write(to: out.appendingPathComponent("config.json"))
@@ -82,99 +157,25 @@ public final class Trainer {
             metricsFile = try FileHandle(forWritingTo: metricsURL)
         }
         defer { try? metricsFile?.close() }
-        func record(_ object: [String: Any]) {
-            guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-            metricsFile.write(data); metricsFile.write(Data([0x0A]))
-        }
-
-        let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
-        let totalSteps = stepsPerEpoch * config.epochs
-        let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
-        var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
-        if config.method == .finetune { adamConfig.weightDecay = 0 }
-        let optimizer = AdamW(config: adamConfig, parameterCount: model.parameters.count)
-        let reducer = try GradientAllreducer(communicator: communicator, parameterRanges: model.parameters.specs.map(\.range),
-                                             averaging: .sum, extraSumCount: 2)
-        var sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: config.seed)
-        let h = model.config.hiddenSize
-        let progress = ProgressLine(total: totalSteps, enabled: isRoot)
         log("[train] \(config.method.rawValue) on \(URL(fileURLWithPath: config.data).lastPathComponent): "
-            + "\(train.count) labelled (\(config.perClass)/class, sample seed \(config.sampleSeed)), "
-            + "\(epochs) epochs × \(stepsPerEpoch) steps, global batch \(config.batchSize), \(communicator.size) rank(s)")
+            + "\(train.count) labelled (\(config.perClass)/class, sample seed \(config.sampleSeed)), global batch \(config.batchSize), "
+            + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(pool.count) corpus sentences" : ""))
 
-        var best: (epoch: Int, dev: ClassificationMetrics, test: ClassificationMetrics)?
-        let bestWeights = FloatBuffer(count: model.parameters.count)
-        var step = 0
-        for epoch in 0..<config.epochs {
-            for _ in 0..<stepsPerEpoch {
-                let t0 = Date()
-                let global = sampler.nextBatch()
-                let local = global.slice(rank: communicator.rank, worldSize: communicator.size)
-                let rowsPerRank = global.rowsPerRank(worldSize: communicator.size)
-                let labels = local.datasetIndices.map { train.labels[$0] }
-                let dropout = DropoutContext(probability: 0.1, seed: config.seed, step: step,
-                                             exampleIndex: Array(local.globalRows))
-                model.parameters.grads.zero()
-                var ceShare = 0.0, pairShare = 0.0
-                if local.count > 0 {
-                    let batch = try tokenBatch(local.datasetIndices.map { train.encodings[$0] })
-                    try model.forward(batch, dropout: dropout)
-                    let lossScale = Float(local.count) / Float(global.count)
-                    let ce = try model.classifierBackward(batch, labels: labels, dropout: dropout, lossScale: lossScale)
-                    ceShare = Double(ce * lossScale)
-                    if config.method == .scl {
-                        pairShare = try pairLossStep(batch: batch, labels: labels, rowsPerRank: rowsPerRank, hidden: h)
-                    }
-                    model.encoderBackward(batch, dropout: dropout)
-                } else if config.method == .scl {
-                    // A rank without rows still takes part in the gather collectives.
-                    let dummy = try TokenBatch(batch: 0, seqLen: 0, ids: [], mask: [], sepPositions: [])
-                    pairShare = try pairLossStep(batch: dummy, labels: [], rowsPerRank: rowsPerRank, hidden: h)
-                }
-                let totals = try reducer.allreduce(model.parameters.grads.buffer,
-                                                   local: LocalStepTotals(lossSum: ceShare + pairShare, exampleCount: local.count,
-                                                                          nonFinite: !(ceShare + pairShare).isFinite,
-                                                                          extraSums: [ceShare, pairShare]))
-                let lr = config.learningRate * schedule.multiplier(step)
-                if totals.nonFinite {
-                    log("[train] step \(step): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
-                } else {
-                    let norm = Float(totals.gradientNorm)
-                    let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
-                    if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
-                    optimizer.update(model.parameters, lr: lr)
-                }
-                let seconds = Date().timeIntervalSince(t0)
-                progress.update(step: step + 1, text: String(format: "%@ epoch %d/%d step %d/%d loss %.4f (ce %.4f pair %.4f) lr %.2e %.1f samples/s",
-                                                              config.method.rawValue, epoch + 1, config.epochs, step + 1, totalSteps,
-                                                              totals.lossSum, totals.extraSums[0], totals.extraSums[1], lr,
-                                                              Double(global.count) / seconds))
-                record(["kind": "step", "step": step, "epoch": epoch, "loss": totals.lossSum, "ce": totals.extraSums[0],
-                        "pair": totals.extraSums[1], "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds])
-                step += 1
-            }
-            let devMetrics = try evaluate(dev)
-            record(["kind": "eval", "split": "dev", "epoch": epoch, "step": step, "accuracy": devMetrics.accuracy,
-                    "macro_f1": devMetrics.macroF1])
-            var improved = false
-            if best == nil || devMetrics.accuracy > best!.dev.accuracy {
-                let testMetrics = try evaluate(test)
-                record(["kind": "eval", "split": "test", "epoch": epoch, "step": step, "accuracy": testMetrics.accuracy,
-                        "macro_f1": testMetrics.macroF1])
-                best = (epoch, devMetrics, testMetrics)
-                bestWeights.copy(from: model.parameters.values)
-                improved = true
-            }
-            progress.finishLine()
-            log(String(format: "[eval] epoch %d dev acc %.4f macro-F1 %.4f%@", epoch + 1, devMetrics.accuracy, devMetrics.macroF1,
-                       improved ? String(format: " (best; test acc %.4f macro-F1 %.4f)", best!.test.accuracy, best!.test.macroF1) : ""))
+        let best: StageBest
+        switch config.method {
+        case .finetune, .scl:
+            best = try runStage("train", epochs: config.epochs, partNames: ["ce", "pair"]) { try self.labelledStep($0) }
+        case .csslm, .selftrain:
+            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", "pair", "task", "dom"]) { try self.initStep($0) }
+            let retriever = try encodeCorpus()
+            let names = config.method == .csslm ? ["ce", "pair_q", "pair_m"] : ["ce_q", "ce_retrieved"]
+            best = try runStage("main", epochs: config.epochs, partNames: names) { try self.mainStep($0, retriever: retriever) }
         }
-        let result = RunResult(method: config.method.rawValue, dataset: URL(fileURLWithPath: config.data).lastPathComponent,
-                               sampleSeed: config.sampleSeed, bestEpoch: best!.epoch + 1, dev: best!.dev, test: best!.test,
-                               steps: step, seconds: Date().timeIntervalSince(started))
-        // The model of the best dev epoch, as an HF folder beside the results.
-        model.parameters.values.copy(from: bestWeights)
-        if isRoot {
+        let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
+                               dataset: URL(fileURLWithPath: config.data).lastPathComponent,
+                               sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, dev: best.dev, test: best.test,
+                               steps: globalStep, seconds: Date().timeIntervalSince(started))
+        if communicator.rank == 0 {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
             try saveModel(to: out.appendingPathComponent("model"))
@@ -182,7 +183,77 @@ public final class Trainer {
         return result
     }
 
-    private var epochs: Int { config.epochs }
+    /// Runs `epochs` epochs of `step` with a fresh AdamW and schedule, evaluating on dev after each
+    /// epoch; leaves the model at its best dev epoch and returns that epoch's metrics.
+    func runStage(_ name: String, epochs: Int, partNames: [String], step body: (StepInput) throws -> StepLosses) throws -> StageBest {
+        let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
+        let totalSteps = stepsPerEpoch * epochs
+        let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
+        var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
+        if config.method == .finetune { adamConfig.weightDecay = 0 }
+        let optimizer = AdamW(config: adamConfig, parameterCount: model.parameters.count)
+        let reducer = try GradientAllreducer(communicator: communicator, parameterRanges: model.parameters.specs.map(\.range),
+                                             averaging: .sum, extraSumCount: partNames.count)
+        let stageSeed = CounterRandom.streamKey(seed: config.seed, step: 0, example: 0, site: name.hashValueStable)
+        var sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed)
+        let progress = ProgressLine(total: totalSteps, enabled: communicator.rank == 0)
+        var best: StageBest?
+        let bestWeights = FloatBuffer(count: model.parameters.count)
+        var stageStep = 0
+        for epoch in 0..<epochs {
+            for _ in 0..<stepsPerEpoch {
+                let t0 = Date()
+                communicator.setStep(globalStep)
+                let global = sampler.nextBatch()
+                let input = StepInput(step: globalStep, epoch: epoch, global: global,
+                                      local: global.slice(rank: communicator.rank, worldSize: communicator.size),
+                                      rowsPerRank: global.rowsPerRank(worldSize: communicator.size))
+                model.parameters.grads.zero()
+                let losses = try body(input)
+                let totals = try reducer.allreduce(model.parameters.grads.buffer,
+                                                   local: LocalStepTotals(lossSum: losses.total, exampleCount: input.local.count,
+                                                                          nonFinite: !losses.total.isFinite, extraSums: losses.parts))
+                let lr = config.learningRate * schedule.multiplier(stageStep)
+                if totals.nonFinite {
+                    log("[train] step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
+                } else {
+                    let norm = Float(totals.gradientNorm)
+                    let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
+                    if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
+                    optimizer.update(model.parameters, lr: lr)
+                }
+                let seconds = Date().timeIntervalSince(t0)
+                let parts = zip(partNames, totals.extraSums).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " ")
+                progress.update(step: stageStep + 1, text: String(format: "[%@] epoch %d/%d step %d/%d loss %.4f (%@) lr %.2e %.1f samples/s",
+                                                                   name, epoch + 1, epochs, stageStep + 1, totalSteps, totals.lossSum, parts,
+                                                                   lr, Double(global.count) / seconds))
+                var entry: [String: Any] = ["kind": "step", "stage": name, "step": globalStep, "epoch": epoch, "loss": totals.lossSum,
+                                            "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
+                for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
+                record(entry)
+                globalStep += 1
+                stageStep += 1
+            }
+            let devMetrics = try evaluate(dev)
+            record(["kind": "eval", "stage": name, "split": "dev", "epoch": epoch, "step": globalStep,
+                    "accuracy": devMetrics.accuracy, "macro_f1": devMetrics.macroF1])
+            var improved = false
+            if best == nil || devMetrics.accuracy > best!.dev.accuracy {
+                let testMetrics = try evaluate(test)
+                record(["kind": "eval", "stage": name, "split": "test", "epoch": epoch, "step": globalStep,
+                        "accuracy": testMetrics.accuracy, "macro_f1": testMetrics.macroF1, "confusion": testMetrics.confusion])
+                best = StageBest(epoch: epoch, dev: devMetrics, test: testMetrics)
+                bestWeights.copy(from: model.parameters.values)
+                improved = true
+            }
+            progress.finishLine()
+            log(String(format: "[%@] epoch %d dev acc %.4f macro-F1 %.4f%@", name, epoch + 1, devMetrics.accuracy, devMetrics.macroF1,
+                       improved ? String(format: " (best; test acc %.4f macro-F1 %.4f)", best!.test.accuracy, best!.test.macroF1) : ""))
+        }
+        // Continue from (and report) the best dev epoch.
+        model.parameters.values.copy(from: bestWeights)
+        return best!
+    }
 
     /// Writes the current weights as an HF model folder (encoder in model.safetensors under HF
     /// names, heads in heads.safetensors) with the tokenizer files and labels.txt.
@@ -200,49 +271,6 @@ public final class Trainer {
             try fm.copyItem(at: from, to: to)
         }
         try writeAtomically(Data((splits.labels.joined(separator: "\n") + "\n").utf8), to: dir.appendingPathComponent("labels.txt"))
-    }
-
-    /// L_pair over the global batch: gathers t and e of every rank's rows, scores local rows against
-    /// all columns, and routes the column gradients back to their owners. Adds the feature
-    /// gradient into the model's dHidden; returns this rank's share of the loss.
-    private func pairLossStep(batch: TokenBatch, labels: [Int], rowsPerRank: [Int], hidden h: Int) throws -> Double {
-        let n = batch.batch
-        let gather = FeatureGather(communicator: communicator, rowsPerRank: rowsPerRank, width: 2 * h)
-        let m = gather.globalRows
-        // Local rows as [t | e] of width 2H; gathered the same way.
-        var local = [Float](repeating: 0, count: n * 2 * h)
-        var t = [Float](repeating: 0, count: n * h), e = t
-        if n > 0 { model.sentenceFeatures(batch, t: &t, e: &e) }
-        for r in 0..<n {
-            for j in 0..<h { local[r * 2 * h + j] = t[r * h + j]; local[r * 2 * h + h + j] = e[r * h + j] }
-        }
-        var gathered = [Float](repeating: 0, count: m * 2 * h)
-        var globalLabels = [Int](repeating: 0, count: m)
-        try local.withUnsafeBufferPointer { l in try gathered.withUnsafeMutableBufferPointer { try gather.gather(l, into: $0) } }
-        try labels.withUnsafeBufferPointer { l in try globalLabels.withUnsafeMutableBufferPointer { try gather.gatherLabels(l, into: $0) } }
-        var colT = [Float](repeating: 0, count: m * h), colE = colT
-        for r in 0..<m {
-            for j in 0..<h { colT[r * h + j] = gathered[r * 2 * h + j]; colE[r * h + j] = gathered[r * 2 * h + h + j] }
-        }
-        var dRowT = [Float](repeating: 0, count: n * h), dRowE = dRowT
-        var dColT = [Float](repeating: 0, count: m * h), dColE = dColT
-        let ps = model.parameters
-        let result = pairLoss(rowE: e, rowT: t, rowLabels: labels, colE: colE, colT: colT, colLabels: globalLabels,
-                              hidden: h, weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: m * m,
-                              dRowE: &dRowE, dRowT: &dRowT, dColE: &dColE, dColT: &dColT,
-                              dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias"))
-        // Column gradients, [t | e] per row, summed over ranks and returned to each row's owner.
-        var dGathered = [Float](repeating: 0, count: m * 2 * h)
-        for r in 0..<m {
-            for j in 0..<h { dGathered[r * 2 * h + j] = dColT[r * h + j]; dGathered[r * 2 * h + h + j] = dColE[r * h + j] }
-        }
-        var dLocal = [Float](repeating: 0, count: n * 2 * h)
-        try dGathered.withUnsafeBufferPointer { g in try dLocal.withUnsafeMutableBufferPointer { try gather.scatterGradient(g, into: $0) } }
-        for r in 0..<n {
-            for j in 0..<h { dRowT[r * h + j] += dLocal[r * 2 * h + j]; dRowE[r * h + j] += dLocal[r * 2 * h + h + j] }
-        }
-        if n > 0 { model.addFeatureGradient(batch, dT: dRowT, dE: dRowE) }
-        return Double(result.loss)
     }
 
     /// Accuracy and macro-F1 on a split, each rank scoring a contiguous share (sorted by length
@@ -267,6 +295,20 @@ public final class Trainer {
         var predictions: [Int] = [], labels: [Int] = []
         for y in 0..<c { for p in 0..<c { for _ in 0..<confusion[y * c + p] { predictions.append(p); labels.append(y) } } }
         return ClassificationMetrics(predictions: predictions, labels: labels, classes: c)
+    }
+}
+
+extension Communicator {
+    /// Tells the runtime (watchdog, abort messages) which step is running.
+    func setStep(_ step: Int) { self.step = step }
+}
+
+extension String {
+    /// A hash that is the same in every process (Swift's hashValue is seeded per process).
+    var hashValueStable: Int {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return Int(truncatingIfNeeded: h & 0x7FFF_FFFF)
     }
 }
 
