@@ -11,6 +11,7 @@ let scenarios: [String: Scenario] = [
     "gather-gradient": gatherGradientScenario,
     "bucketed-allreduce": bucketedAllreduceScenario,
     "sampler": samplerScenario,
+    "retrieval": retrievalScenario,
     "throw": throwScenario,
     "exit": exitScenario,
     "kill": killScenario,
