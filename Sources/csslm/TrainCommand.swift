@@ -6,7 +6,7 @@ import Foundation
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Fine-tune an encoder on a few-shot sample (methods: finetune, scl).",
+        abstract: "Fine-tune an encoder on a few-shot sample (methods: finetune, scl, selftrain, csslm).",
         discussion: """
             Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
             and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
@@ -17,7 +17,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
     @Option(help: "Run folder to write.") var output: String?
-    @Option(help: "finetune | scl") var method: String?
+    @Option(help: "finetune | scl | selftrain | csslm") var method: String?
     @Option(help: "Labelled examples per class.") var perClass: Int?
     @Option(help: "Few-shot sample seed.") var sampleSeed: UInt64?
     @Option(help: "Training seed (order, dropout, head init).") var seed: UInt64?
@@ -31,6 +31,15 @@ struct TrainCommand: ParsableCommand {
     @Option var evalBatchSize: Int?
     @Option(help: "Evaluate on the first N dev examples (0 = all).") var devLimit: Int?
     @Option(help: "Evaluate on the first N test examples (0 = all).") var testLimit: Int?
+    @Option(help: "Stage-1 epochs of csslm and selftrain.") var initEpochs: Int?
+    @Option(help: "Unlabelled corpus file (default assets/corpus/<dataset>.txt).") var corpus: String?
+    @Option(help: "Corpus sentences encoded in stage 2.") var poolSize: Int?
+    @Option(help: "Minimum word pieces of a pool sentence.") var minCorpusTokens: Int?
+    @Option(help: "Tokens per corpus sentence.") var corpusMaxLength: Int?
+    @Option(help: "Retrieved sentences per query.") var topK: Int?
+    @Option(help: "Corpus negatives per step for L_dom.") var negatives: Int?
+    @Option(help: "faithful | query") var retriever: String?
+    @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
 
     func resolvedConfig() throws -> TrainConfig {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
@@ -56,6 +65,20 @@ struct TrainCommand: ParsableCommand {
         if let evalBatchSize { c.evalBatchSize = evalBatchSize }
         if let devLimit { c.devLimit = devLimit }
         if let testLimit { c.testLimit = testLimit }
+        if let initEpochs { c.initEpochs = initEpochs }
+        if let corpus { c.corpus = corpus }
+        if let poolSize { c.poolSize = poolSize }
+        if let minCorpusTokens { c.minCorpusTokens = minCorpusTokens }
+        if let corpusMaxLength { c.corpusMaxLength = corpusMaxLength }
+        if let topK { c.topK = topK }
+        if let negatives { c.negatives = negatives }
+        if let retriever {
+            guard let r = RetrieverKind(rawValue: retriever) else {
+                throw ValidationError("--retriever '\(retriever)' is not one of \(RetrieverKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.retriever = r
+        }
+        if let refreshEvery { c.refreshEvery = refreshEvery }
         try c.validate()
         return c
     }

@@ -35,6 +35,7 @@ struct StageBest {
 struct StepInput {
     var step: Int
     var epoch: Int
+    var isLastEpoch: Bool
     var global: GlobalBatch
     var local: LocalBatch
     var rowsPerRank: [Int]
@@ -58,8 +59,7 @@ public final class Trainer {
     let dev: EncodedSplit
     let test: EncodedSplit
     /// The unlabelled pool (stage 2 encodes it; stage 1 draws negatives from it).
-    let pool: [String]
-    let poolEncodings: [Encoding]
+    let corpusPool: CorpusPool
     let log: (String) -> Void
     let hidden: Int
     /// Steps taken over all stages (keys dropout and retrieval draws).
@@ -81,10 +81,7 @@ public final class Trainer {
         hidden = h
         var heads: [(name: String, shape: [Int])] = []
         if config.method != .finetune { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
-        if config.method.retrieves {
-            heads += pairHeadTensors(hidden: h, name: "task_pair", inputs: 2)
-            heads += pairHeadTensors(hidden: h, name: "domain_pair", inputs: 2)
-        }
+        if config.method.retrieves { heads += retrievalHeadTensors(hidden: h) }
         model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
         sample = try FewShotSampler.sample(splits.train, perClass: config.perClass, seed: config.sampleSeed)
         let fewShot = sample.dataset(from: splits.train)
@@ -97,24 +94,17 @@ public final class Trainer {
         dev = encode(splits.dev, limit: config.devLimit)
         test = encode(splits.test, limit: config.testLimit)
         if config.method.retrieves {
-            // The pool: the first `poolSize` corpus lines with at least `minCorpusTokens` word pieces.
-            var texts: [String] = [], encodings: [Encoding] = []
-            let reader = try UnlabeledCorpusReader(url: URL(fileURLWithPath: config.corpusPath))
-            while texts.count < config.poolSize, let line = try reader.next() {
-                let enc = tok.encode(line.text, maxLength: config.corpusMaxLength)
-                guard enc.count - 2 >= config.minCorpusTokens else { continue }
-                texts.append(line.text)
-                encodings.append(enc)
-            }
-            if texts.count < config.topK {
-                throw CSSLMError("\(config.corpusPath): only \(texts.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
+            let (loaded, stats) = try CorpusPool.load(url: URL(fileURLWithPath: config.corpusPath), tokenizer: tok,
+                                                      minimumTokens: config.minCorpusTokens, limit: config.poolSize,
+                                                      maxLength: config.corpusMaxLength)
+            if loaded.count < config.topK {
+                throw CSSLMError("\(config.corpusPath): only \(loaded.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
                                  hint: "lower --min-corpus-tokens or --top-k, or use a larger corpus")
             }
-            pool = texts
-            poolEncodings = encodings
+            self.log("[data] corpus pool: \(stats.summary)")
+            corpusPool = loaded
         } else {
-            pool = []
-            poolEncodings = []
+            corpusPool = CorpusPool(documents: [], tokenizer: tok)
         }
     }
 
@@ -159,7 +149,7 @@ public final class Trainer {
         defer { try? metricsFile?.close() }
         log("[train] \(config.method.rawValue) on \(URL(fileURLWithPath: config.data).lastPathComponent): "
             + "\(train.count) labelled (\(config.perClass)/class, sample seed \(config.sampleSeed)), global batch \(config.batchSize), "
-            + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(pool.count) corpus sentences" : ""))
+            + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(corpusPool.count) corpus sentences" : ""))
 
         let best: StageBest
         switch config.method {
@@ -168,8 +158,9 @@ public final class Trainer {
         case .csslm, .selftrain:
             _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", "pair", "task", "dom"]) { try self.initStep($0) }
             let retriever = try encodeCorpus()
-            let names = config.method == .csslm ? ["ce", "pair_q", "pair_m"] : ["ce_q", "ce_retrieved"]
+            let names = config.method == .csslm ? ["ce", "pair_q", "pair_m"] : ["ce"]
             best = try runStage("main", epochs: config.epochs, partNames: names) { try self.mainStep($0, retriever: retriever) }
+            try retriever.finish()
         }
         let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
                                dataset: URL(fileURLWithPath: config.data).lastPathComponent,
@@ -205,7 +196,7 @@ public final class Trainer {
                 let t0 = Date()
                 communicator.setStep(globalStep)
                 let global = sampler.nextBatch()
-                let input = StepInput(step: globalStep, epoch: epoch, global: global,
+                let input = StepInput(step: globalStep, epoch: epoch, isLastEpoch: epoch == epochs - 1, global: global,
                                       local: global.slice(rank: communicator.rank, worldSize: communicator.size),
                                       rowsPerRank: global.rowsPerRank(worldSize: communicator.size))
                 model.parameters.grads.zero()
