@@ -161,6 +161,27 @@ final class RetrievalTests: XCTestCase {
             XCTAssertEqual(alone, [r])
         }
         XCTAssertThrowsError(try retrieve(QueryFeatures(hidden: h, t: t, e: e, labels: [0, 1, 2]), scorer: scorer, k: 0, seed: 7, step: 9))
+
+        // Queries from gathered [t | e] rows are the same queries.
+        var rows: [Float] = []
+        for q in 0..<3 {
+            rows += t[(q * h)..<((q + 1) * h)]
+            rows += e[(q * h)..<((q + 1) * h)]
+        }
+        let fromRows = QueryFeatures(hidden: h, rows: rows, labels: [0, 1, 2])
+        XCTAssertEqual(fromRows.t, t)
+        XCTAssertEqual(fromRows.e, e)
+    }
+
+    func testCrossClassOverlapMeasuresSharedTopListsOfDifferentClasses() {
+        func retrieval(_ docs: [Int]) -> QueryRetrieval {
+            let top = docs.enumerated().map { RetrievedDocument(document: $1, score: 0, rank: $0) }
+            return QueryRetrieval(top: top, drawn: top)
+        }
+        let r = [retrieval([1, 2, 3, 4]), retrieval([1, 2, 3, 4]), retrieval([3, 4, 5, 6]), retrieval([7, 8, 9, 10])]
+        // Pairs of different labels: (0,2) 2/4, (0,3) 0, (1,2) 2/4, (1,3) 0, (2,3) 0 → 1/5. (0,1) share a label.
+        XCTAssertEqual(crossClassOverlap(r, labels: [0, 0, 1, 2])!, 0.2, accuracy: 1e-12)
+        XCTAssertNil(crossClassOverlap(r, labels: [1, 1, 1, 1]))
     }
 
     // MARK: Index file
@@ -298,6 +319,7 @@ final class RetrievalTests: XCTestCase {
         let one = PrototypeScorer(documents: docs, prototypes: single, lambda: 1)
         let p0 = single.vectors.map(Double.init)
         XCTAssertEqual(Double(one.margins[5]), cosine(p0, docs.classVector(5).map(Double.init)), accuracy: 1e-6)
+        XCTAssertEqual(try JSONDecoder().decode(ClassPrototypes.self, from: JSONEncoder().encode(prototypes)), prototypes)
     }
 
     // MARK: Corpus encoding
@@ -369,6 +391,37 @@ final class RetrievalTests: XCTestCase {
         model.parameters.values[3] += 1
         XCTAssertNotEqual(encoderDigest(model), digest)
         XCTAssertThrowsError(try CorpusIndex(contentsOf: url, expecting: CorpusIndexExpectation(modelDigest: encoderDigest(model))))
+    }
+
+    /// The real model on real corpus lines: batched, length-sorted encoding equals each document
+    /// alone (padding invariance at H = 384), and the throughput is printed for the record.
+    func testMiniLMPoolEncodingIsPaddingInvariant() throws {
+        let dir = try TestPaths.miniLM()
+        let corpus = TestPaths.root.appendingPathComponent("assets/corpus/rotten_tomatoes.txt")
+        guard FileManager.default.fileExists(atPath: corpus.path) else { throw XCTSkip("\(corpus.path) is missing; run scripts/setup.sh") }
+        let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
+        let model = try BertClassifier(modelDirectory: dir, numLabels: 2)
+        let (pool, _) = try CorpusPool.load(url: corpus, tokenizer: tokenizer, limit: 64)
+        XCTAssertEqual(pool.count, 64)
+        XCTAssertTrue(pool.encodings.allSatisfy { $0.count >= 17 && $0.count <= 100 })
+        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
+        // CPU time as well as wall time: on a shared machine the wall time says little.
+        func cpuSeconds() -> Double { Double(clock()) / Double(CLOCKS_PER_SEC) }
+        let start = Date(), cpuStart = cpuSeconds()
+        let vectors = try encoder.encode(pool.encodings, communicator: SingleProcessCommunicator())
+        let seconds = Date().timeIntervalSince(start), cpu = cpuSeconds() - cpuStart
+        let digestStart = cpuSeconds()
+        _ = encoderDigest(model)
+        let tokens = pool.encodings.map(\.count).reduce(0, +)
+        print(String(format: "MiniLM pool encoding: %d docs (%d tokens, max length 100) in %.2f s wall, %.2f s CPU: %.1f docs/s per CPU second; encoder SHA-256 %.2f s CPU",
+                     pool.count, tokens, seconds, cpu, Double(pool.count) / cpu, cpuSeconds() - digestStart))
+        let h = model.config.hiddenSize
+        let byLength = pool.encodings.indices.sorted { pool.encodings[$0].count < pool.encodings[$1].count }
+        for d in [byLength[0], byLength[31], byLength[63]] {
+            let alone = try encoder.encodeLocally([pool.encodings[d]], rows: 0..<1)
+            assertClose("MiniLM document \(d) (\(pool.encodings[d].count) tokens) batched vs alone",
+                        Array(vectors.rows[(d * 2 * h)..<((d + 1) * 2 * h)]), alone, tolerance: 1e-5)
+        }
     }
 
     // MARK: Augmented set, schedule, log

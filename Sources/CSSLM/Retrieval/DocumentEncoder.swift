@@ -31,6 +31,7 @@ public struct DocumentEncoder {
     public func encode(_ encodings: [Encoding], communicator: Communicator,
                        progress: ((Int, Int) -> Void)? = nil) throws -> DocumentVectors {
         let h = model.config.hiddenSize
+        try communicator.checkSameOnAllRanks(encodings.count, what: "the number of documents to encode")
         let shards = (0..<communicator.size).map {
             GlobalSampler.rankRows(batchSize: encodings.count, rank: $0, worldSize: communicator.size)
         }
@@ -108,6 +109,9 @@ public func encoderDigest(_ model: BertClassifier) -> SHA256Digest {
 public func buildCorpusIndex(pool: CorpusPool, encoder: DocumentEncoder, communicator: Communicator,
                              precision: VectorPrecision, url: URL?,
                              progress: ((Int, Int) -> Void)? = nil) throws -> DocumentVectors {
+    // Without a shared file system every rank reads its own copy of the corpus: the copies must agree.
+    let fingerprint = pool.digest.bytes.prefix(8).reduce(0) { $0 << 8 | Int($1) }
+    try communicator.checkSameOnAllRanks(fingerprint, what: "the corpus pool (SHA-256 \(pool.digest.short) on this rank)")
     let vectors = try encoder.encode(pool.encodings, communicator: communicator, progress: progress).rounded(to: precision)
     if let url, communicator.rank == 0 {
         try CorpusIndex.write(vectors, documents: pool.documents, precision: precision, maxLength: pool.maxLength,

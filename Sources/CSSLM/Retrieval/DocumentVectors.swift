@@ -53,6 +53,18 @@ public struct DocumentVectors: Equatable, Sendable {
         return out
     }
 
+    /// Rank 0's `vectors` on every rank (other ranks pass nil): e.g. a stage-3 resume where only
+    /// rank 0 can read the index file (no shared file system) and the init model that made it is
+    /// gone. One small broadcast of the shape, one of the rows.
+    public static func fromRoot(_ vectors: DocumentVectors?, communicator: Communicator) throws -> DocumentVectors {
+        precondition(communicator.rank != 0 || vectors != nil, "rank 0 must hold the vectors it broadcasts")
+        var shape = [vectors?.count ?? 0, vectors?.hidden ?? 0]
+        try communicator.agree(&shape, name: "broadcast(document vector shape)")
+        var rows = communicator.rank == 0 ? vectors!.rows : [Float](repeating: 0, count: shape[0] * 2 * shape[1])
+        try rows.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0, name: "broadcast(document vectors)") }
+        return DocumentVectors(count: shape[0], hidden: shape[1], rows: rows)
+    }
+
     /// The values as stored at `precision` and read back: with `.float16` every value is rounded
     /// to half precision. Stage 2 applies this before stage 3 uses the vectors, so the retrieval of
     /// a run and of its resume from the index file see exactly the same numbers.

@@ -76,6 +76,19 @@ public struct QueryFeatures: Sendable {
         self.hidden = hidden
         self.t = t; self.e = e; self.labels = labels
     }
+
+    /// From rows [B, 2H] of [t | e], the layout the trainer gathers for the pair loss.
+    public init(hidden h: Int, rows: [Float], labels: [Int]) {
+        precondition(rows.count == labels.count * 2 * h, "QueryFeatures: rows must be [B, 2H] for B labels")
+        var t: [Float] = [], e: [Float] = []
+        t.reserveCapacity(labels.count * h)
+        e.reserveCapacity(labels.count * h)
+        for b in 0..<labels.count {
+            t += rows[(b * 2 * h)..<(b * 2 * h + h)]
+            e += rows[(b * 2 * h + h)..<((b + 1) * 2 * h)]
+        }
+        self.init(hidden: h, t: t, e: e, labels: labels)
+    }
 }
 
 /// softplus(x) = log(1 + eˣ), without overflow for large |x|.

@@ -16,8 +16,9 @@
 import CBLAS
 import Foundation
 
-/// Unit-norm class prototypes, [C, H].
-public struct ClassPrototypes: Equatable, Sendable {
+/// Unit-norm class prototypes, [C, H]. Codable: a checkpoint keeps the ones in use, so a resume
+/// retrieves exactly as the run it continues.
+public struct ClassPrototypes: Equatable, Codable, Sendable {
     public let classes: Int
     public let hidden: Int
     /// [C, H], each row of norm 1.

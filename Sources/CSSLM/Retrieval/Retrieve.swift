@@ -104,3 +104,20 @@ public func retrieve(_ queries: QueryFeatures, scorer: RetrievalScorer, k: Int, 
         }
     }
 }
+
+/// How much the top-K lists of queries with DIFFERENT labels share: the mean over such pairs of
+/// |top_i ∩ top_j| / K, in [0, 1] (nil without such a pair). Near 1 means the retrieval ignores the
+/// query's class (the known limitation of the pair-head scorer); log it per step to compare scorers.
+public func crossClassOverlap(_ retrievals: [QueryRetrieval], labels: [Int]) -> Double? {
+    precondition(retrievals.count == labels.count, "one label per retrieval")
+    let sets = retrievals.map { Set($0.top.map(\.document)) }
+    var total = 0.0, pairs = 0
+    for i in sets.indices {
+        for j in sets.indices where j > i && labels[i] != labels[j] {
+            let size = max(sets[i].count, sets[j].count)
+            total += size > 0 ? Double(sets[i].intersection(sets[j]).count) / Double(size) : 0
+            pairs += 1
+        }
+    }
+    return pairs > 0 ? total / Double(pairs) : nil
+}
