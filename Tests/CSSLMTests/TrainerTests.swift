@@ -22,6 +22,8 @@ final class TrainerTests: XCTestCase {
         try BertClassifier(config: config, numLabels: 2, seed: 11).saveEncoder(to: model.appendingPathComponent("model.safetensors"))
         try "neg\npos\n".write(to: data.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
         var rng = SplitMix64(seed: 5)
+        let corpus = (0..<40).map { i in (0..<(3 + i % 5)).map { _ in words[rng.nextInt(below: words.count)] }.joined(separator: " ") + " ." }
+        try (corpus.joined(separator: "\n") + "\n").write(to: dir.appendingPathComponent("corpus.txt"), atomically: true, encoding: .utf8)
         for (split, count) in [("train", 24), ("dev", 10), ("test", 10)] {
             var lines: [String] = []
             for i in 0..<count {
@@ -77,27 +79,43 @@ final class TrainerTests: XCTestCase {
 
     func testTrainingGivesTheSameLossesAndWeightsOnOneTwoAndThreeRanks() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-trainer-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: dir) }
+        defer { if ProcessInfo.processInfo.environment["CSSLM_KEEP_TEST_DIR"] == nil { try? FileManager.default.removeItem(at: dir) } }
         let (model, data) = try Self.makeTinyTask(in: dir)
-        for method in ["finetune", "scl"] {
+        let corpus = ["--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2", "--pool-size", "30",
+                      "--top-k", "3", "--negatives", "4", "--init-epochs", "1"]
+        for method in ["finetune", "scl", "selftrain", "csslm", "csslm-query"] {
             var losses: [[Double]] = [], weights: [[Float]] = []
             for ranks in [nil, 2, 3] as [Int?] {
                 let out = dir.appendingPathComponent("run-\(method)-\(ranks ?? 1)")
                 // Global batch 5 splits unevenly over 2 and 3 ranks (3+2, 2+2+1).
+                let methodArgs = method == "csslm-query" ? ["--method", "csslm", "--retriever", "query", "--refresh-every", "2"]
+                    : ["--method", method]
                 let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
-                                                          "--method", method, "--per-class", "6", "--batch-size", "5", "--epochs", "2",
-                                                          "--learning-rate", "1e-3", "--max-length", "16"], ranks: ranks)
+                                                          "--per-class", "6", "--batch-size", "5", "--epochs", "2",
+                                                          "--learning-rate", "1e-3", "--max-length", "16"] + methodArgs
+                                                         + (method.hasPrefix("csslm") || method == "selftrain" ? corpus : []), ranks: ranks)
                 XCTAssertEqual(status, 0, "\(method) at W=\(ranks ?? 1):\n\(output)")
                 losses.append(try Self.stepLosses(out))
                 let file = try SafetensorsFile(url: out.appendingPathComponent("model/model.safetensors"))
                 weights.append(try file.names.flatMap { try file.floats($0) })
             }
-            XCTAssertEqual(losses[0].count, 6, "\(method): 12 examples / batch 5 → 3 steps × 2 epochs")
+            XCTAssertEqual(losses[0].count, method == "finetune" || method == "scl" ? 6 : 9,
+                           "\(method): 12 examples / batch 5 → 3 steps × 2 epochs (+ 3 init steps)")
+            // The query retriever ranks by cosine similarity, and a random tiny model maps every
+            // sentence to nearly parallel vectors (cosines ≈ 0.998): the float-level differences
+            // that the allreduce's summation order leaves in the weights (contract 2: equal "up to
+            // float summation order") flip its top-K. Its collective protocol (gathers, refresh
+            // decisions, sharded re-encoding) must still run to the end on every world size with
+            // the same steps and close losses; exact equality is checked for every other method.
+            let tolerance = method == "csslm-query" ? 2e-2 : 1e-5
             for w in 1..<3 {
+                XCTAssertEqual(losses[w].count, losses[0].count, "\(method) W=\(w + 1) step count")
                 for (a, b) in zip(losses[w], losses[0]) {
-                    XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(method) W=\(w + 1) loss")
+                    XCTAssertEqual(a, b, accuracy: tolerance * max(1, abs(b)), "\(method) W=\(w + 1) loss")
                 }
-                assertClose("\(method) final weights W=\(w + 1) vs W=1", weights[w], weights[0], tolerance: 1e-5)
+                if method != "csslm-query" {
+                    assertClose("\(method) final weights W=\(w + 1) vs W=1", weights[w], weights[0], tolerance: 1e-5)
+                }
             }
             print("\(method) losses W=1:", losses[0].map { String(format: "%.6f", $0) }.joined(separator: " "))
         }

@@ -28,37 +28,78 @@ public struct DocumentEncoder {
 
     /// The vectors of `encodings`, in their order, on every rank. Every rank must call it with the
     /// same encodings. `progress(done, total)` reports this rank's documents after each batch.
+    ///
+    /// The batches are planned over ALL documents (sorted by length, under the token budget) and
+    /// dealt to ranks round-robin, so every document is encoded in the same batch, with the same
+    /// padding, whatever the world size: the vectors are bit-identical at any W (top-K retrieval is
+    /// discontinuous, so "equal up to float rounding" would not be enough).
     public func encode(_ encodings: [Encoding], communicator: Communicator,
                        progress: ((Int, Int) -> Void)? = nil) throws -> DocumentVectors {
         let h = model.config.hiddenSize
         try communicator.checkSameOnAllRanks(encodings.count, what: "the number of documents to encode")
-        let shards = (0..<communicator.size).map {
-            GlobalSampler.rankRows(batchSize: encodings.count, rank: $0, worldSize: communicator.size)
-        }
-        let local = try encodeLocally(encodings, rows: shards[communicator.rank], progress: progress)
-        var rows = [Float](repeating: 0, count: encodings.count * 2 * h)
+        let batches = plan(encodings)
+        let w = communicator.size
+        let mine = stride(from: communicator.rank, to: batches.count, by: w).map { batches[$0] }
+        let local = try encodeLocally(encodings, batches: mine, progress: progress)
+        let perRank = (0..<w).map { r in stride(from: r, to: batches.count, by: w).reduce(0) { $0 + batches[$1].count } }
+        var gathered = [Float](repeating: 0, count: encodings.count * 2 * h)
         try local.withUnsafeBufferPointer { l in
-            try rows.withUnsafeMutableBufferPointer {
-                try communicator.allgatherv(l, into: $0, counts: shards.map { $0.count * 2 * h },
+            try gathered.withUnsafeMutableBufferPointer {
+                try communicator.allgatherv(l, into: $0, counts: perRank.map { $0 * 2 * h },
                                             name: "allgatherv(document vectors)")
+            }
+        }
+        // Gathered rows are in (rank, its batches in order) order: put each back at its document.
+        var rows = [Float](repeating: 0, count: encodings.count * 2 * h)
+        var position = 0
+        for r in 0..<w {
+            for b in stride(from: r, to: batches.count, by: w) {
+                for d in batches[b] {
+                    rows[(d * 2 * h)..<((d + 1) * 2 * h)] = gathered[(position * 2 * h)..<((position + 1) * 2 * h)]
+                    position += 1
+                }
             }
         }
         return DocumentVectors(count: encodings.count, hidden: h, rows: rows)
     }
 
-    /// [rows.count, 2H] for `encodings[rows]`, in that order, on this process alone.
-    public func encodeLocally(_ encodings: [Encoding], rows: Range<Int>,
-                              progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
-        let h = model.config.hiddenSize
-        var out = [Float](repeating: 0, count: rows.count * 2 * h)
-        // Shortest first; equal lengths keep their order, so the batches are deterministic.
-        let order = rows.sorted { (encodings[$0].count, $0) < (encodings[$1].count, $1) }
-        var t = [Float](), e = [Float]()
+    /// Batches of document indices: shortest first (ties by index), each under `tokensPerBatch`.
+    func plan(_ encodings: [Encoding]) -> [[Int]] {
+        let order = encodings.indices.sorted { (encodings[$0].count, $0) < (encodings[$1].count, $1) }
+        var batches: [[Int]] = []
         var start = 0
         while start < order.count {
             var end = start + 1
             while end < order.count && (end - start + 1) * encodings[order[end]].count <= tokensPerBatch { end += 1 }
-            let members = order[start..<end]
+            batches.append(Array(order[start..<end]))
+            start = end
+        }
+        return batches
+    }
+
+    /// [rows.count, 2H] for `encodings[rows]`, in that order, on this process alone.
+    public func encodeLocally(_ encodings: [Encoding], rows: Range<Int>,
+                              progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
+        let subset = Array(encodings[rows])
+        let batches = plan(subset)
+        let h = model.config.hiddenSize
+        let encoded = try encodeLocally(subset, batches: batches, progress: progress)
+        var out = [Float](repeating: 0, count: subset.count * 2 * h)
+        for (position, d) in batches.joined().enumerated() {
+            out[(d * 2 * h)..<((d + 1) * 2 * h)] = encoded[(position * 2 * h)..<((position + 1) * 2 * h)]
+        }
+        return out
+    }
+
+    /// [Σ batch sizes, 2H]: the vectors of the documents of `batches`, batch after batch, each
+    /// batch one forward pass.
+    func encodeLocally(_ encodings: [Encoding], batches: [[Int]], progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
+        let h = model.config.hiddenSize
+        let total = batches.reduce(0) { $0 + $1.count }
+        var out = [Float](repeating: 0, count: total * 2 * h)
+        var t = [Float](), e = [Float]()
+        var done = 0
+        for members in batches {
             let batch = try TokenBatch(sequences: members.map { encodings[$0].ids },
                                        typeIds: members.map { encodings[$0].tokenTypeIds },
                                        padId: paddingId, sepId: separatorId)
@@ -70,13 +111,13 @@ public struct DocumentEncoder {
                 e = t
             }
             model.sentenceFeatures(batch, t: &t, e: &e)
-            for (b, document) in members.enumerated() {
-                let row = (document - rows.lowerBound) * 2 * h
+            for b in 0..<members.count {
+                let row = (done + b) * 2 * h
                 out[row..<(row + h)] = t[(b * h)..<((b + 1) * h)]
                 out[(row + h)..<(row + 2 * h)] = e[(b * h)..<((b + 1) * h)]
             }
-            start = end
-            progress?(start, order.count)
+            done += members.count
+            progress?(done, total)
         }
         return out
     }

@@ -185,20 +185,12 @@ extension Trainer {
         }
     }
 
-    /// Mean t(x) per class over the whole few-shot set with the current encoder (no dropout), each
-    /// rank encoding a share.
+    /// Mean t(x) per class over the whole few-shot set with the current encoder (no dropout),
+    /// encoded across ranks in world-size-independent batches.
     func classPrototypes() throws -> ClassPrototypes {
-        let rows = GlobalSampler.rankRows(batchSize: train.count, rank: communicator.rank, worldSize: communicator.size)
-        var t: [Float] = []
-        if !rows.isEmpty {
-            let batch = try tokenBatch(rows.map { train.encodings[$0] })
-            try model.forward(batch, dropout: .off(batch: batch.batch))
-            t = features(batch).t
-        }
-        let g = try gatherFeatures(t: t, e: t, labels: rows.map { train.labels[$0] },
-                                   rowsPerRank: (0..<communicator.size).map {
-                                       GlobalSampler.rankRows(batchSize: train.count, rank: $0, worldSize: communicator.size).count })
-        return try ClassPrototypes(classVectors: g.t, labels: g.labels, classes: model.numLabels, hidden: hidden)
+        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
+        let vectors = try encoder.encode(train.encodings, communicator: communicator)
+        return try ClassPrototypes(classVectors: vectors.classVectors(), labels: train.labels, classes: model.numLabels, hidden: hidden)
     }
 
     /// Stage 3: retrieval for the global batch's queries (features gathered), the augmented set M
@@ -207,34 +199,30 @@ extension Trainer {
     /// sentences with their queries' labels.
     func mainStep(_ s: StepInput, retriever r: StageRetrieval) throws -> StepLosses {
         let n = s.local.count, b = s.global.count, h = hidden, k = config.topK
-        let labels = s.local.datasetIndices.map { train.labels[$0] }
-        // 1. The queries' features with the current encoder, no dropout, gathered.
-        var qt: [Float] = [], qe: [Float] = []
-        if n > 0 {
-            let qb = try tokenBatch(s.local.datasetIndices.map { train.encodings[$0] })
-            try model.forward(qb, dropout: .off(batch: n))
-            (qt, qe) = features(qb)
-        }
-        let q = try gatherFeatures(t: qt, e: qe, labels: labels, rowsPerRank: s.rowsPerRank)
+        // 1. The global batch's query features with the current encoder, no dropout, encoded across
+        //    ranks in world-size-independent batches (top-K must not flip with W).
+        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
+        let globalLabels = s.global.datasetIndices.map { train.labels[$0] }
+        let queryVectors = try encoder.encode(s.global.datasetIndices.map { train.encodings[$0] }, communicator: communicator)
+        let q = QueryFeatures(hidden: h, rows: queryVectors.rows, labels: globalLabels)
         if config.retriever == .query, try r.schedule.agreeOnRefresh(step: s.step, communicator: communicator) {
             // Re-encode the pool with the current encoder (all ranks, sharded).
-            let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
             r.vectors = try buildCorpusIndex(pool: corpusPool, encoder: encoder, communicator: communicator,
                                              precision: .float32, url: nil)
         }
         // 2. Retrieval: the same on every rank (same features, same step-seeded draws).
-        let retrievals = try retrieve(QueryFeatures(hidden: h, t: q.t, e: q.e, labels: q.labels), scorer: try scorer(r),
+        let retrievals = try retrieve(q, scorer: try scorer(r),
                                       k: k, seed: config.seed, step: s.step)
         if s.isLastEpoch, communicator.rank == 0 {
             for (row, retrieval) in retrievals.enumerated() {
                 let example = splits.train.examples[sample.indices[s.global.datasetIndices[row]]]
-                try r.log(outputURL).record(epoch: s.epoch, step: s.step, query: example.text, label: q.labels[row],
-                                            labelName: splits.labels[q.labels[row]], retrieval: retrieval,
+                try r.log(outputURL).record(epoch: s.epoch, step: s.step, query: example.text, label: globalLabels[row],
+                                            labelName: splits.labels[globalLabels[row]], retrieval: retrieval,
                                             documents: corpusPool.documents)
             }
         }
         // 3. M: this rank's contiguous share, dropout keyed by the row's place in the global M.
-        let m = AugmentedSet(queryLabels: q.labels, retrievals: retrievals)
+        let m = AugmentedSet(queryLabels: globalLabels, retrievals: retrievals)
         let mine = m.localRows(rank: communicator.rank, worldSize: communicator.size)
         let items = Array(m.items[mine])
         let labelsM = items.map(\.label)
