@@ -5,10 +5,14 @@
 // mpirun, where only rank 0 touches the disk: the other ranks get a run folder that does not exist,
 // so everything they hold after a load came through the broadcasts.
 //
-//   csslm-mpitest checkpoint-loop --single --run DIR [--steps N] [--keep N]
+//   csslm-mpitest checkpoint-loop --single --run DIR [--steps N] [--keep N] [--model DIR]
+//                                 [--kill-step S --kill-at EVENT]
 //
 // --steps 0 (the default) saves until killed. With N > 0 it stops after N saves, reloads the newest
-// checkpoint into cleared buffers on every rank and checks it.
+// checkpoint into cleared buffers on every rank and checks it. --model starts from a real model
+// folder (weights nudged by at most 1e-3 per step) instead of a tiny random BERT: a checkpoint to
+// try `csslm export` and scripts/check_export.py on. --kill-at makes rank 0 SIGKILL itself at that
+// save event (as CheckpointEvent prints it, e.g. "sealing") of step S.
 import CSSLM
 import Foundation
 
@@ -16,15 +20,16 @@ import Foundation
 let checkpointTestConfig = BertConfig(vocabSize: 1000, hiddenSize: 64, numHiddenLayers: 2, numAttentionHeads: 4,
                                       intermediateSize: 128, maxPositionEmbeddings: 64)
 
-/// The value of element i of each buffer at step s (the same formula in CheckpointTests).
-func checkpointPattern(step s: Int, index i: Int) -> (value: Float, m: Float, v: Float) {
-    let value = Float(s) * 0.5 + Float(i % 1000) * 1e-3
+/// The value of element i of each buffer at step s (the same formula in CheckpointTests). With
+/// `base` (a real model's weights) the weights are those, nudged by at most 1e-3·s.
+func checkpointPattern(step s: Int, index i: Int, base: [Float]? = nil) -> (value: Float, m: Float, v: Float) {
+    let value = base.map { $0[i] + 1e-3 * Float(s) * Float(i % 13 - 6) / 6 } ?? Float(s) * 0.5 + Float(i % 1000) * 1e-3
     return (value, -value, Float(s) + Float(i % 7))
 }
 
-func fillCheckpointPattern(step: Int, model: BertClassifier, optimizer: AdamW) {
+func fillCheckpointPattern(step: Int, model: BertClassifier, optimizer: AdamW, base: [Float]? = nil) {
     for i in 0..<model.parameters.count {
-        let p = checkpointPattern(step: step, index: i)
+        let p = checkpointPattern(step: step, index: i, base: base)
         model.parameters.values[i] = p.value
         optimizer.m[i] = p.m
         optimizer.v[i] = p.v
@@ -33,9 +38,9 @@ func fillCheckpointPattern(step: Int, model: BertClassifier, optimizer: AdamW) {
 }
 
 /// The first element that differs from the pattern of `step`, if any.
-func checkpointPatternMismatch(step: Int, model: BertClassifier, optimizer: AdamW) -> String? {
+func checkpointPatternMismatch(step: Int, model: BertClassifier, optimizer: AdamW, base: [Float]? = nil) -> String? {
     for i in 0..<model.parameters.count {
-        let p = checkpointPattern(step: step, index: i)
+        let p = checkpointPattern(step: step, index: i, base: base)
         if model.parameters.values[i] != p.value || optimizer.m[i] != p.m || optimizer.v[i] != p.v {
             return "element \(i) differs from the pattern of step \(step)"
         }
@@ -69,11 +74,19 @@ func checkpointLoopScenario(_ comm: Communicator) throws -> [String: Any] {
     // Only rank 0 may touch the disk: the others get a folder that does not exist.
     let run = URL(fileURLWithPath: comm.rank == 0 ? runPath : runPath + "-rank\(comm.rank)-has-no-files")
     // The state records rank 0's model folder on every rank (as in training).
-    let modelFolder = URL(fileURLWithPath: runPath).appendingPathComponent("model")
-    if comm.rank == 0 { try writeCheckpointTestModelFolder(modelFolder) }
+    let modelFolder = URL(fileURLWithPath: option("--model") ?? runPath + "/model")
+    let model: BertClassifier
+    let base: [Float]?
+    if option("--model") != nil {
+        model = try BertClassifier(modelDirectory: modelFolder, numLabels: 3, seed: 1)
+        base = model.parameters.values.toArray()
+    } else {
+        if comm.rank == 0 { try writeCheckpointTestModelFolder(modelFolder) }
+        model = BertClassifier(config: checkpointTestConfig, numLabels: 3, seed: 1)
+        base = nil
+    }
     let steps = option("--steps").flatMap(Int.init) ?? 0
     let store = CheckpointStore(runDirectory: run, keepLast: option("--keep").flatMap(Int.init) ?? 2)
-    let model = BertClassifier(config: checkpointTestConfig, numLabels: 3, seed: 1)
     let optimizer = AdamW(config: AdamWConfig(), parameterCount: model.parameters.count)
     let expectation = ResumeExpectation(identity: checkpointScenarioState(step: 0, worldSize: 1, modelSource: "").identity,
                                         config: TrainConfig())
@@ -87,18 +100,24 @@ func checkpointLoopScenario(_ comm: Communicator) throws -> [String: Any] {
         let loaded = try store.load(.latest, into: model, optimizer: optimizer, communicator: comm, expecting: expectation)
         step = loaded.state.step
         notes = loaded.notes
-        try checks.expect(checkpointPatternMismatch(step: step, model: model, optimizer: optimizer) == nil,
-                          "resumed step \(step): \(checkpointPatternMismatch(step: step, model: model, optimizer: optimizer) ?? "")")
+        let mismatch = checkpointPatternMismatch(step: step, model: model, optimizer: optimizer, base: base)
+        try checks.expect(mismatch == nil, "resumed step \(step): \(mismatch ?? "")")
         if comm.rank == 0 { print("resumed \(step)") }
     }
     let resumedFrom = step
 
     var current = step
-    if comm.rank == 0 { store.onEvent = { print("event \(current) \($0)") } }
+    let killStep = option("--kill-step").flatMap(Int.init), killAt = option("--kill-at")
+    if comm.rank == 0 {
+        store.onEvent = { event in
+            print("event \(current) \(event)")
+            if current == killStep && "\(event)" == killAt { kill(getpid(), SIGKILL) }
+        }
+    }
     while steps == 0 || step < resumedFrom + steps {
         step += 1
         current = step
-        fillCheckpointPattern(step: step, model: model, optimizer: optimizer)
+        fillCheckpointPattern(step: step, model: model, optimizer: optimizer, base: base)
         try store.save(checkpointScenarioState(step: step, worldSize: comm.size, modelSource: modelFolder.path),
                        model: model, optimizer: optimizer, communicator: comm)
         if comm.rank == 0 { print("saved \(step)") }
@@ -111,8 +130,8 @@ func checkpointLoopScenario(_ comm: Communicator) throws -> [String: Any] {
     try checks.expect(reloaded.state.step == step, "reloaded step \(reloaded.state.step), expected \(step)")
     try checks.expect(reloaded.state == checkpointScenarioState(step: step, worldSize: comm.size, modelSource: modelFolder.path),
                       "reloaded state differs from the saved one")
-    try checks.expect(checkpointPatternMismatch(step: step, model: model, optimizer: optimizer) == nil,
-                      "reloaded step \(step): \(checkpointPatternMismatch(step: step, model: model, optimizer: optimizer) ?? "")")
+    let mismatch = checkpointPatternMismatch(step: step, model: model, optimizer: optimizer, base: base)
+    try checks.expect(mismatch == nil, "reloaded step \(step): \(mismatch ?? "")")
     try comm.barrier(name: "barrier(end of checkpoint-loop)")
     return ["checks": checks.count, "resumed_from": resumedFrom, "final_step": step, "notes": notes]
 }
