@@ -330,6 +330,34 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(shape?.message.contains("has shape") == true)
     }
 
+    func testRunIdentityChangesWithTheModelOrTheDataAndNamesAMissingFile() throws {
+        let model = Tiny.model(seed: 1)
+        try model.saveEncoder(to: modelDir.appendingPathComponent("model.safetensors"))
+        let data = root.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try Data("neg\npos\n".utf8).write(to: data.appendingPathComponent("labels.txt"))
+        try Data("{\"text\": \"fine\", \"label\": 1}\n".utf8).write(to: data.appendingPathComponent("train.jsonl"))
+        let first = try RunIdentity.of(modelDirectory: modelDir, dataDirectory: data)
+        XCTAssertEqual(try RunIdentity.of(modelDirectory: modelDir, dataDirectory: data), first)
+        XCTAssertTrue(first.model.hasPrefix("sha256:") && first.model.count == 71)
+
+        model.parameters.values[0] += 1
+        try model.saveEncoder(to: modelDir.appendingPathComponent("model.safetensors"))
+        let retrained = try RunIdentity.of(modelDirectory: modelDir, dataDirectory: data)
+        XCTAssertNotEqual(retrained.model, first.model)
+        XCTAssertEqual(retrained.dataset, first.dataset)
+
+        try Data("{\"text\": \"fine\", \"label\": 0}\n".utf8).write(to: data.appendingPathComponent("train.jsonl"))
+        XCTAssertNotEqual(try RunIdentity.of(modelDirectory: modelDir, dataDirectory: data).dataset, first.dataset)
+
+        try FileManager.default.removeItem(at: modelDir.appendingPathComponent("model.safetensors"))
+        XCTAssertTrue(csslmError { _ = try RunIdentity.of(modelDirectory: modelDir, dataDirectory: data) }?
+            .message.contains("model.safetensors: missing") == true)
+        // A state written by a newer csslm is refused with a version message.
+        XCTAssertTrue(csslmError { _ = try TrainingState.decode(Data("{\"formatVersion\": 99}".utf8), file: "state.json") }?
+            .message.contains("format version 99 is newer") == true)
+    }
+
     // MARK: Export
 
     func testExportWritesAnHFFolderThatLoadsToTheSameWeights() throws {

@@ -202,7 +202,7 @@ public final class CheckpointStore {
     /// `index.json`: the newest and the best-dev checkpoint folder, for people and tools.
     private func writeIndex(latest: String, best: BestDevRecord?) throws {
         var index: [String: Any] = ["latest": latest]
-        if let best {
+        if let best, FileManager.default.fileExists(atPath: folder(step: best.step).path) {
             index["best"] = Self.folderName(step: best.step)
             index["bestMetric"] = best.metric
             index["bestValue"] = best.value

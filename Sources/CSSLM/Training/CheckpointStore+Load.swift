@@ -61,7 +61,9 @@ extension CheckpointStore {
     /// Restores `model`'s parameters, `optimizer`'s moments and step from a checkpoint and returns
     /// its state. Every rank calls it: rank 0 reads and verifies, everyone receives. With
     /// `expecting`, a checkpoint of another model or dataset, or with a conflicting config,
-    /// throws an error naming the field (on every rank, before any weight changes).
+    /// throws an error naming the field (on every rank, before any weight changes). `selection`
+    /// and `expecting` are read on rank 0 only (the other ranks may pass placeholders, e.g. not
+    /// hash the model folder).
     ///
     /// ```swift
     /// let resumed = try store.load(CheckpointSelection(resumeFlag), into: model, optimizer: adam,
