@@ -172,7 +172,7 @@ extension CheckpointStore {
         case .path(let url):
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-                throw CSSLMError("\(url.path): no such checkpoint", hint: "pass a checkpoint folder (…/checkpoints/step-N), a run folder, or 'latest'")
+                throw CSSLMError("\(url.path): no such checkpoint", hint: "pass a checkpoint folder (…/checkpoints/step-N) or a run folder that holds checkpoints/")
             }
             guard isDirectory.boolValue else {
                 throw CSSLMError("\(url.path): is a file, not a checkpoint folder")
