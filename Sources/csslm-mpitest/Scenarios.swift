@@ -17,6 +17,7 @@ let scenarios: [String: Scenario] = [
     "kill": killScenario,
     "stall": stallScenario,
     "bench-allreduce": benchAllreduceScenario,
+    "checkpoint-loop": checkpointLoopScenario,
 ]
 
 /// A failed check: the scenario ends (and the job aborts) with this message.

@@ -6,7 +6,7 @@
 //   csslm-mpitest SCENARIO [--single] [--deadline SECONDS]
 //
 // Scenarios: collectives, gather-gradient, bucketed-allreduce, sampler, retrieval, throw, exit, kill, stall,
-// bench-allreduce (a measurement, not a test).
+// checkpoint-loop (see CheckpointScenario.swift), bench-allreduce (a measurement, not a test).
 import CSSLM
 import Foundation
 

@@ -50,6 +50,14 @@ public struct SafetensorsFile {
         (tensors, metadata) = try Self.parseHeader(data, path: url.path)
     }
 
+    /// A file already in memory (e.g. read once to check its checksum, or received from rank 0);
+    /// `path` names it in errors.
+    public init(data: Data, path: String) throws {
+        self.path = path
+        self.data = data
+        (tensors, metadata) = try Self.parseHeader(data, path: path)
+    }
+
     /// Parses and checks the header of `data` (the whole file).
     static func parseHeader(_ data: Data, path: String) throws -> ([String: TensorInfo], [String: String]) {
         func bad(_ what: String) -> CSSLMError {

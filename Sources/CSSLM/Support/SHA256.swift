@@ -1,6 +1,8 @@
-// SHA-256 (FIPS 180-4), streaming. The corpus index records which corpus lines and which encoder
+// SHA-256 (FIPS 180-4), streaming: checkpoint manifests and run identities, and the corpus index, which records which corpus lines and which encoder
 // weights produced its vectors as SHA-256 digests, so a stale or mismatched index is refused.
 // Foundation on Linux has no CryptoKit, and the package takes no crypto dependency for this.
+
+import Foundation
 
 /// An incremental SHA-256 digest.
 ///
@@ -16,7 +18,27 @@ public struct SHA256: Sendable {
     private var pending: [UInt8] = []
     private var totalBytes: UInt64 = 0
 
+    public typealias Digest = SHA256Digest
+
     public init() {}
+
+    public mutating func update(_ data: Data) { data.withUnsafeBytes { update($0) } }
+
+    /// The digest of `data` in one call.
+    public static func hash(_ data: Data) -> SHA256Digest {
+        var h = SHA256()
+        h.update(data)
+        return h.finalize()
+    }
+
+    /// The digest of the file at `url`, read in 4 MiB pieces.
+    public static func hash(fileAt url: URL) throws -> SHA256Digest {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var h = SHA256()
+        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { h.update(chunk) }
+        return h.finalize()
+    }
 
     /// Adds raw bytes.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
