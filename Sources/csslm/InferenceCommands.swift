@@ -1,0 +1,123 @@
+// `csslm embed` and `csslm predict`: streaming inference over text lines (stdin or --input), in
+// batches, one JSON line out per line in.
+import ArgumentParser
+import CSSLM
+import Foundation
+
+/// Reads lines from a file or stdin in batches of `size` and calls `body` with each batch.
+func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) throws {
+    var handle: UnsafeMutablePointer<FILE>? = stdin
+    if let input {
+        guard let f = fopen(input, "r") else { throw ValidationError("\(input): cannot open (\(String(cString: strerror(errno))))") }
+        handle = f
+    }
+    defer { if input != nil { fclose(handle) } }
+    var batch: [String] = []
+    var line: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    while getline(&line, &capacity, handle) >= 0 {
+        var text = String(cString: line!)
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        batch.append(text)
+        if batch.count == size { try body(batch); batch.removeAll(keepingCapacity: true) }
+    }
+    free(line)
+    if !batch.isEmpty { try body(batch) }
+}
+
+/// Tokenises, pads and runs the encoder; returns the batch (for sequence positions).
+func encodeBatch(_ texts: [String], tokenizer: WordPieceTokenizer, model: BertClassifier, maxLength: Int) throws -> TokenBatch {
+    let encodings = texts.map { tokenizer.encode($0, maxLength: maxLength) }
+    let batch = try TokenBatch(sequences: encodings.map(\.ids), typeIds: encodings.map(\.tokenTypeIds),
+                               padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
+    try model.forward(batch, dropout: .off(batch: batch.batch))
+    return batch
+}
+
+struct EmbedCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "embed",
+        abstract: "One JSON array of floats per input line: the encoder's [CLS], first [SEP] or mean-pooled vector.")
+
+    enum Pool: String, ExpressibleByArgument { case cls, sep, mean }
+
+    @Option(help: "HF model folder (config.json, model.safetensors, vocab.txt).") var model: String
+    @Option(help: "cls | sep | mean (mean over real tokens, special tokens included, as sentence-transformers).")
+    var pool: Pool = .cls
+    @Option(help: "Read this file instead of stdin.") var input: String?
+    @Option(help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(help: "Lines per forward pass.") var batchSize = 32
+
+    func run() throws {
+        let dir = URL(fileURLWithPath: model)
+        let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
+        let net = try BertClassifier(modelDirectory: dir, numLabels: 2)
+        let h = net.config.hiddenSize
+        try forEachBatch(input: input, size: batchSize) { texts in
+            let batch = try encodeBatch(texts, tokenizer: tokenizer, model: net, maxLength: maxLength)
+            let last = net.encoderActivations.lastHidden
+            var out = ""
+            for b in 0..<batch.batch {
+                var v = [Float](repeating: 0, count: h)
+                switch pool {
+                case .cls: for j in 0..<h { v[j] = last[b * batch.seqLen * h + j] }
+                case .sep: for j in 0..<h { v[j] = last[(b * batch.seqLen + batch.sepPositions[b]) * h + j] }
+                case .mean:
+                    var n: Float = 0
+                    for t in 0..<batch.seqLen where batch.mask[b * batch.seqLen + t] > 0 {
+                        n += 1
+                        for j in 0..<h { v[j] += last[(b * batch.seqLen + t) * h + j] }
+                    }
+                    for j in 0..<h { v[j] /= max(n, 1) }
+                }
+                out += "[" + v.map { String($0) }.joined(separator: ",") + "]\n"
+            }
+            FileHandle.standardOutput.write(Data(out.utf8))
+        }
+    }
+}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Label and class probabilities for each input line, with a trained model folder (a run's model/).",
+        discussion: "Output, one JSON object per line: {\"label\": \"fresh\", \"probabilities\": {\"fresh\": 0.91, \"rotten\": 0.09}}")
+
+    @Option(help: "A trained model folder: config.json, model.safetensors, heads.safetensors, vocab.txt, labels.txt.")
+    var model: String
+    @Option(help: "Read this file instead of stdin.") var input: String?
+    @Option(help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(help: "Lines per forward pass.") var batchSize = 32
+
+    func run() throws {
+        let dir = URL(fileURLWithPath: model)
+        let labelsURL = dir.appendingPathComponent("labels.txt")
+        guard let labelText = try? String(contentsOf: labelsURL, encoding: .utf8) else {
+            throw ValidationError("\(labelsURL.path): missing; predict needs a trained model folder (a run's model/)")
+        }
+        let labels = labelText.split(separator: "\n").map(String.init)
+        guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("heads.safetensors").path) else {
+            throw ValidationError("\(dir.path)/heads.safetensors: missing; predict needs the classifier trained by `csslm train`")
+        }
+        let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
+        let net = try BertClassifier(modelDirectory: dir, numLabels: labels.count)
+        try forEachBatch(input: input, size: batchSize) { texts in
+            let batch = try encodeBatch(texts, tokenizer: tokenizer, model: net, maxLength: maxLength)
+            let logits = net.headActivations.logits.base
+            var out = Data()
+            for b in 0..<batch.batch {
+                let row = (0..<labels.count).map { logits[b * labels.count + $0] }
+                let m = row.max()!
+                let e = row.map { expf($0 - m) }
+                let z = e.reduce(0, +)
+                var probabilities: [String: Double] = [:]
+                for (i, l) in labels.enumerated() { probabilities[l] = Double(e[i] / z) }
+                let best = row.indices.max { row[$0] < row[$1] }!
+                out.append(try JSONSerialization.data(withJSONObject: ["label": labels[best], "probabilities": probabilities],
+                                                      options: [.sortedKeys]))
+                out.append(0x0A)
+            }
+            FileHandle.standardOutput.write(out)
+        }
+    }
+}
