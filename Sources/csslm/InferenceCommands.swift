@@ -121,3 +121,52 @@ struct PredictCommand: ParsableCommand {
         }
     }
 }
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Accuracy, macro-F1 and the confusion matrix of a trained model folder on a dataset split.")
+
+    @Option(help: "A trained model folder (a run's model/).") var model: String
+    @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String
+    @Option(help: "train | dev | test") var split = "test"
+    @Option(help: "Tokens per input, special tokens included.") var maxLength = 64
+    @Option(help: "Sentences per forward pass.") var batchSize = 64
+
+    func run() throws {
+        let dir = URL(fileURLWithPath: model)
+        let splits = try DatasetSplits.load(directory: URL(fileURLWithPath: data))
+        let modelLabels = try LabeledDataset.readLabels(at: dir.appendingPathComponent("labels.txt"))
+        guard modelLabels == splits.labels else {
+            throw ValidationError("\(data)/labels.txt \(splits.labels) differs from the model's labels.txt \(modelLabels)")
+        }
+        let set: LabeledDataset
+        switch split {
+        case "train": set = splits.train
+        case "dev": set = splits.dev
+        case "test": set = splits.test
+        default: throw ValidationError("--split '\(split)' is not one of train, dev, test")
+        }
+        let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
+        let net = try BertClassifier(modelDirectory: dir, numLabels: modelLabels.count)
+        let c = modelLabels.count
+        let encodings = set.examples.map { tokenizer.encode($0.text, maxLength: maxLength) }
+        let order = encodings.indices.sorted { encodings[$0].count < encodings[$1].count }
+        var predictions = [Int](repeating: 0, count: set.count)
+        var i = 0
+        while i < order.count {
+            let chunk = Array(order[i..<min(i + batchSize, order.count)])
+            let batch = try TokenBatch(sequences: chunk.map { encodings[$0].ids }, typeIds: chunk.map { encodings[$0].tokenTypeIds },
+                                       padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
+            let logits = try net.logits(batch)
+            for (r, idx) in chunk.enumerated() {
+                predictions[idx] = (0..<c).max { logits[r * c + $0] < logits[r * c + $1] }!
+            }
+            i += chunk.count
+        }
+        let m = ClassificationMetrics(predictions: predictions, labels: set.examples.map(\.label), classes: c)
+        let object: [String: Any] = ["split": split, "examples": set.count, "accuracy": m.accuracy, "macro_f1": m.macroF1,
+                                     "labels": modelLabels, "confusion": m.confusion]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+    }
+}

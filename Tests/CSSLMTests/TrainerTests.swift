@@ -77,6 +77,42 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// `csslm eval` on the saved best model reproduces the run's own test metrics, and `csslm predict`
+    /// answers one JSON line per input line with the argmax label.
+    func testEvalAndPredictOnTheSavedModelAgreeWithTheRun() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-eval-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (model, data) = try Self.makeTinyTask(in: dir)
+        let out = dir.appendingPathComponent("run")
+        let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
+                                                  "--method", "scl", "--per-class", "6", "--batch-size", "4", "--epochs", "3",
+                                                  "--learning-rate", "2e-3", "--max-length", "16"], ranks: nil)
+        XCTAssertEqual(status, 0, output)
+        let result = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("result.json"))) as! [String: Any]
+        let test = result["test"] as! [String: Any]
+        let (evalStatus, evalOutput) = try Self.runCSSLM(["eval", "--model", out.appendingPathComponent("model").path,
+                                                          "--data", data.path, "--split", "test", "--max-length", "16"], ranks: nil)
+        XCTAssertEqual(evalStatus, 0, evalOutput)
+        let line = try XCTUnwrap(evalOutput.split(separator: "\n").last)
+        let evaluated = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+        XCTAssertEqual(evaluated["accuracy"] as! Double, test["accuracy"] as! Double, accuracy: 1e-12)
+        XCTAssertEqual(evaluated["macro_f1"] as! Double, test["macroF1"] as! Double, accuracy: 1e-12)
+        let input = dir.appendingPathComponent("lines.txt")
+        try "good movie .\nawful plot .\nthe a\n".write(to: input, atomically: true, encoding: .utf8)
+        let (predictStatus, predictOutput) = try Self.runCSSLM(["predict", "--model", out.appendingPathComponent("model").path,
+                                                                "--input", input.path], ranks: nil)
+        XCTAssertEqual(predictStatus, 0, predictOutput)
+        let answers = predictOutput.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        XCTAssertEqual(answers.count, 3)
+        for a in answers {
+            let p = a["probabilities"] as! [String: Double]
+            XCTAssertEqual(p.values.reduce(0, +), 1, accuracy: 1e-5)
+            XCTAssertEqual(a["label"] as? String, p.max { $0.value < $1.value }?.key)
+        }
+    }
+
     func testTrainingGivesTheSameLossesAndWeightsOnOneTwoAndThreeRanks() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-trainer-\(UUID().uuidString)")
         defer { if ProcessInfo.processInfo.environment["CSSLM_KEEP_TEST_DIR"] == nil { try? FileManager.default.removeItem(at: dir) } }
