@@ -30,11 +30,6 @@ public struct SafetensorsFile {
         public var elementCount: Int { shape.reduce(1, *) }
     }
 
-    /// Limits on what a header may declare.
-    public static let maxHeaderBytes = 100 << 20
-    public static let maxTensorCount = 100_000
-    public static let maxRank = 8
-
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]
@@ -43,11 +38,18 @@ public struct SafetensorsFile {
     public var names: [String] { tensors.keys.sorted() }
 
     public init(url: URL) throws {
-        path = url.path
+        let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw CSSLMError("\(url.path): cannot read safetensors file (\(error.localizedDescription))")
         }
-        (tensors, metadata) = try Self.parseHeader(data, path: url.path)
+        try self.init(data: data, path: url.path)
+    }
+
+    /// The file's bytes already in memory; `path` names it in errors.
+    init(data: Data, path: String) throws {
+        self.path = path
+        self.data = data
+        (tensors, metadata) = try Self.parseHeader(data, path: path)
     }
 
     /// Parses and checks the header of `data` (the whole file).
@@ -59,8 +61,8 @@ public struct SafetensorsFile {
         guard data.count >= 8 else { throw bad("\(data.count) bytes, shorter than the 8-byte header length") }
         var headerLen: UInt64 = 0
         for i in 0..<8 { headerLen |= UInt64(data[data.startIndex + i]) << (8 * UInt64(i)) }
-        guard headerLen <= UInt64(maxHeaderBytes) else {
-            throw bad("header length \(headerLen) exceeds the limit of \(maxHeaderBytes) bytes")
+        guard headerLen <= UInt64(InputLimits.maxHeaderBytes) else {
+            throw bad("header length \(headerLen) exceeds the limit of \(InputLimits.describeBytes(InputLimits.maxHeaderBytes))")
         }
         guard headerLen <= UInt64(data.count - 8) else {
             throw bad("header length \(headerLen) runs past the end of the \(data.count)-byte file")
@@ -71,7 +73,9 @@ public struct SafetensorsFile {
               let dict = json as? [String: Any] else {
             throw bad("the header is not a JSON object")
         }
-        guard dict.count <= maxTensorCount + 1 else { throw bad("\(dict.count) entries exceed the limit of \(maxTensorCount) tensors") }
+        guard dict.count <= InputLimits.maxTensorCount + 1 else {
+            throw bad("\(dict.count) entries exceed the limit of \(InputLimits.maxTensorCount) tensors")
+        }
         var tensors: [String: TensorInfo] = [:]
         var metadata: [String: String] = [:]
         let payload = data.count - dataStart
@@ -88,8 +92,8 @@ public struct SafetensorsFile {
             guard let dt = entry["dtype"] as? String, let dtype = SafetensorsDType(rawValue: dt) else {
                 throw bad("tensor '\(name)': unknown or missing dtype \(entry["dtype"] ?? "nil")")
             }
-            guard let shapeAny = entry["shape"] as? [Any], shapeAny.count <= maxRank else {
-                throw bad("tensor '\(name)': missing shape or rank above \(maxRank)")
+            guard let shapeAny = entry["shape"] as? [Any], shapeAny.count <= InputLimits.maxTensorRank else {
+                throw bad("tensor '\(name)': missing shape or rank above \(InputLimits.maxTensorRank)")
             }
             var shape: [Int] = []
             var count = 1
