@@ -61,7 +61,7 @@ run_target() {
   SWIFT_BACKTRACE=enable=no LSAN_OPTIONS=suppressions=Fuzz/lsan.supp:print_suppressions=0 \
   CSSLM_FUZZ_TARGET=$target "$BIN" "$OUT/corpus/$target" "Tests/Fuzz/$target" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-    -artifact_prefix="$OUT/crashes/$target/" -print_final_stats=1 "$@" >"$log" 2>&1 || status=$?
+    -dict=Fuzz/fuzz.dict -artifact_prefix="$OUT/crashes/$target/" -print_final_stats=1 "$@" >"$log" 2>&1 || status=$?
   local runs
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   if ((status == 0)); then

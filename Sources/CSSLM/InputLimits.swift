@@ -16,7 +16,7 @@ public enum InputLimits {
     /// Bytes of one vocab.txt token (so the piece tables' Int32 offsets never overflow).
     public static let maxTokenBytes = 1024
     /// Classes of a labelled dataset (labels.txt lines, distinct label names, largest index + 1).
-    public static let maxLabelCount = 100_000
+    public static let maxLabelCount = 10_000
     /// Bytes of a safetensors JSON header.
     public static let maxHeaderBytes = 100 << 20
     /// Tensors in one safetensors file.
