@@ -25,10 +25,21 @@ public func containedFile(_ name: String, in folder: URL, source: String) throws
         if part.isEmpty || part == "." || part == ".." { throw refuse("has an empty, '.' or '..' component") }
     }
     let url = folder.appendingPathComponent(name)
-    let root = folder.resolvingSymlinksInPath().path
-    let resolved = url.resolvingSymlinksInPath().path
+    let root = realPath(folder.path)
+    let resolved = realPath(url.path)
     guard resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
         throw refuse("leads outside \(folder.path) through a symbolic link (to \(resolved))")
     }
     return url
+}
+
+/// `path` with every symbolic link resolved, as far as it exists (the missing tail appended as is).
+private func realPath(_ path: String) -> String {
+    if let resolved = realpath(path, nil) {
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    guard parent != path, !parent.isEmpty else { return path }
+    return (realPath(parent) as NSString).appendingPathComponent((path as NSString).lastPathComponent)
 }

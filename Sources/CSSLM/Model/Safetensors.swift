@@ -73,8 +73,9 @@ public struct SafetensorsFile {
               let dict = json as? [String: Any] else {
             throw bad("the header is not a JSON object")
         }
-        guard dict.count <= InputLimits.maxTensorCount + 1 else {
-            throw bad("\(dict.count) entries exceed the limit of \(InputLimits.maxTensorCount) tensors")
+        let tensorCount = dict.count - (dict["__metadata__"] == nil ? 0 : 1)
+        guard tensorCount <= InputLimits.maxTensorCount else {
+            throw bad("\(tensorCount) tensors exceed the limit of \(InputLimits.maxTensorCount)")
         }
         var tensors: [String: TensorInfo] = [:]
         var metadata: [String: String] = [:]
