@@ -43,6 +43,7 @@ struct CSVParser {
         }
         if position >= bytes.count { return nil }
         let startLine = line
+        let start = position
         var fields: [String] = []
         while true {
             fields.append(try field(recordLine: startLine))
@@ -58,6 +59,7 @@ struct CSVParser {
             }
             preconditionFailure("a field ends at a delimiter, a line break or the end of input")
         }
+        try TextLines.checkLength(position - start, file: file, line: startLine, what: "record")
         return CSVRecord(fields: fields, line: startLine)
     }
 

@@ -51,6 +51,10 @@ extension LabeledDataset {
             }
             lineOfName[name] = line
             names.append(name)
+            if names.count > InputLimits.maxLabelCount {
+                throw DataError.invalidLabels(file: file, line: line,
+                                              reason: "more than \(InputLimits.maxLabelCount) labels (the limit)")
+            }
         }
         if names.isEmpty {
             throw DataError.invalidLabels(file: file, line: 1, reason: "no labels")

@@ -76,6 +76,7 @@ struct JSONArrayScanner {
                 let startLine = line
                 let start = position
                 try skipObject()
+                try TextLines.checkLength(position - start, file: file, line: startLine, what: "element")
                 result.append(Element(range: start..<position, line: startLine))
                 skipWhitespace()
                 if peek() == UInt8(ascii: ",") { position += 1; continue }

@@ -169,6 +169,13 @@ struct LabeledDatasetBuilder {
                     throw DataError.unknownLabel(file: file, line: record.line,
                                                  label: "index \(i)", known: names)
                 }
+                // With names that spell numbers ("1"..."5"), a number could mean either the index or
+                // the name: refuse to guess when the two readings disagree.
+                if names[i] != String(i), let named = indexOfName[String(i)] {
+                    throw DataError.malformed(file: file, line: record.line, reason:
+                        "label \(i) is a number, but the label list has the name \"\(i)\" (class \(named)) "
+                        + "and class \(i) is \"\(names[i])\"; write the label as a string to mean the name")
+                }
                 label = i
             }
             let trimmed = String(TextLines.trimmed(record.text))
@@ -197,6 +204,10 @@ struct LabeledDatasetBuilder {
                         "label is an index but earlier labels are names; pass a label list")
                 }
                 names.insert(name)
+                if names.count > InputLimits.maxLabelCount {
+                    throw DataError.malformed(file: file, line: record.line, reason:
+                        "more than \(InputLimits.maxLabelCount) distinct labels (the limit); is the label column right?")
+                }
             }
             return names.sorted()
         case .index:
@@ -209,6 +220,12 @@ struct LabeledDatasetBuilder {
                 guard i >= 0 else {
                     throw DataError.unknownLabel(file: file, line: record.line,
                                                  label: "index \(i)", known: [])
+                }
+                // The list is "0"..."max": a huge index must not become a huge allocation.
+                guard i < InputLimits.maxLabelCount else {
+                    throw DataError.malformed(file: file, line: record.line, reason:
+                        "label index \(i) is beyond the limit of \(InputLimits.maxLabelCount) classes "
+                        + "(indices 0...\(InputLimits.maxLabelCount - 1)); pass a label list")
                 }
                 maximum = max(maximum, i)
             }

@@ -15,7 +15,8 @@ enum TextLines {
     }
 
     /// Calls `body(lineNumber, text)` for every line of `bytes` (1-based; a final line without a
-    /// newline counts, an empty tail after the last newline does not).
+    /// newline counts, an empty tail after the last newline does not). A line longer than
+    /// `InputLimits.maxLineBytes` is an error naming it.
     static func forEach(in bytes: [UInt8], file: String,
                         _ body: (Int, String) throws -> Void) throws {
         var start = hasByteOrderMark(bytes) ? 3 : 0
@@ -25,9 +26,18 @@ enum TextLines {
             while end < bytes.count && bytes[end] != 0x0A { end += 1 }
             let next = end + 1
             if end > start && bytes[end - 1] == 0x0D { end -= 1 }
+            try checkLength(end - start, file: file, line: line, what: "line")
             try body(line, try decode(bytes[start..<end], file: file, line: line))
             start = next
             line += 1
+        }
+    }
+
+    /// Throws when a line (or record, or element) of `length` bytes is over `InputLimits.maxLineBytes`.
+    static func checkLength(_ length: Int, file: String, line: Int, what: String) throws {
+        if length > InputLimits.maxLineBytes {
+            throw DataError.malformed(file: file, line: line, reason: "the \(what) is \(length) bytes, "
+                                      + "above the limit of \(InputLimits.describeBytes(InputLimits.maxLineBytes))")
         }
     }
 

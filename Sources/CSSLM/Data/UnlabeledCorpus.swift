@@ -112,19 +112,25 @@ public final class UnlabeledCorpusReader {
             if let newline = buffer[bufferStart...].firstIndex(of: 0x0A) {
                 var end = newline
                 if end > bufferStart && buffer[end - 1] == 0x0D { end -= 1 }
+                try TextLines.checkLength(end - bufferStart, file: url.path, line: lineNumber + 1, what: "line")
                 let line = Array(buffer[bufferStart..<end])
                 bufferStart = newline + 1
                 return line
             }
             if atEnd {
                 guard bufferStart < buffer.count else { return nil }
+                try TextLines.checkLength(buffer.count - bufferStart, file: url.path, line: lineNumber + 1, what: "line")
                 let line = Array(buffer[bufferStart...])
                 bufferStart = buffer.count
                 return line
             }
-            // Keep the unfinished tail, then append the next chunk.
+            // Keep the unfinished tail, then append the next chunk; a tail already over the line
+            // limit (+ 1 for a CR before the LF) would grow without bound on a file with no newline.
             buffer.removeSubrange(0..<bufferStart)
             bufferStart = 0
+            if buffer.count > InputLimits.maxLineBytes + 1 {
+                try TextLines.checkLength(buffer.count, file: url.path, line: lineNumber + 1, what: "line")
+            }
             let chunk: Data?
             do {
                 chunk = try handle.read(upToCount: chunkSize)

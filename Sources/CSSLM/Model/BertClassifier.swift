@@ -29,25 +29,31 @@ public final class BertClassifier {
     /// Loads `config.json` and `model.safetensors` from an HF model folder. Encoder tensors are
     /// looked up with or without the `bert.` prefix and must all be present; head tensors
     /// (`classifier.*`) are loaded when present, else initialised from `seed`. Other tensors in the
-    /// file (e.g. the pooler) are kept and written back by `saveEncoder`.
+    /// file (e.g. the pooler) are kept and written back by `saveEncoder`. A NaN or infinite weight
+    /// is an error naming the tensor unless `allowNonFiniteWeights`.
     public convenience init(modelDirectory dir: URL, numLabels: Int, extraHeads: [(name: String, shape: [Int])] = [],
-                            seed: UInt64 = 0) throws {
+                            seed: UInt64 = 0, allowNonFiniteWeights: Bool = false) throws {
         let config = try BertConfig.load(from: dir.appendingPathComponent("config.json"))
-        self.init(config: config, numLabels: numLabels, extraHeads: extraHeads, seed: seed)
         let file = try SafetensorsFile(url: dir.appendingPathComponent("model.safetensors"))
-        let headNames = Set((classifierHeadTensors(hidden: config.hiddenSize, classes: numLabels) + extraHeads).map(\.name))
-        let missing = try parameters.load(from: file) { !headNames.contains($0.name) }
+        // Check every encoder tensor's presence, shape and dtype before allocating: the buffers are
+        // then never larger than what the file really holds, whatever config.json states.
+        let encoder = bertEncoderTensors(config)
+        let missing = encoder.filter { file.find($0.name, prefixes: ParameterSet.weightPrefixes) == nil }.map(\.name)
         if !missing.isEmpty {
             throw CSSLMError("\(file.path): missing tensor '\(missing[0])'\(missing.count > 1 ? " and \(missing.count - 1) more" : "")",
                              hint: "the file does not hold a BERT encoder matching \(dir.path)/config.json")
         }
+        for t in encoder { try file.checkWeight(file.find(t.name, prefixes: ParameterSet.weightPrefixes)!, shape: t.shape) }
+        self.init(config: config, numLabels: numLabels, extraHeads: extraHeads, seed: seed)
+        let headNames = Set((classifierHeadTensors(hidden: config.hiddenSize, classes: numLabels) + extraHeads).map(\.name))
+        try parameters.load(from: file, allowNonFinite: allowNonFiniteWeights) { !headNames.contains($0.name) }
         let known = Set(parameters.specs.flatMap { [$0.name, "bert." + $0.name] })
         var headFile: SafetensorsFile? = file
         let headsURL = dir.appendingPathComponent("heads.safetensors")
         if FileManager.default.fileExists(atPath: headsURL.path) { headFile = try SafetensorsFile(url: headsURL) }
         if let headFile {
             // Heads found in the file are loaded; absent ones keep their initialisation.
-            try parameters.load(from: headFile, prefixes: [""]) { headNames.contains($0.name) }
+            try parameters.load(from: headFile, prefixes: [""], allowNonFinite: allowNonFiniteWeights) { headNames.contains($0.name) }
         }
         for name in file.names where !known.contains(name) {
             let info = try file.info(name)

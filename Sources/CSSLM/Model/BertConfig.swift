@@ -64,10 +64,14 @@ public struct BertConfig: Codable, Equatable, Sendable {
 
     /// Reads and validates `config.json`; every problem names the file and the field.
     public static func load(from url: URL) throws -> BertConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        let read: Data?
+        do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
             throw CSSLMError("\(url.path): cannot read model config (\(error.localizedDescription))",
                              hint: "a model folder needs config.json, model.safetensors and vocab.txt")
+        }
+        guard let data = read else {
+            throw CSSLMError("\(url.path): larger than \(InputLimits.describeBytes(InputLimits.maxJSONConfigBytes)), "
+                             + "the limit for a JSON config file")
         }
         let config: BertConfig
         do { config = try JSONDecoder().decode(BertConfig.self, from: data) } catch let DecodingError.keyNotFound(key, _) {
@@ -90,9 +94,14 @@ public struct BertConfig: Codable, Equatable, Sendable {
                            ("type_vocab_size", typeVocabSize)] where v <= 0 {
             throw bad(field, "must be positive, got \(v)")
         }
-        if vocabSize > 1_000_000 { throw bad("vocab_size", "is \(vocabSize), above the limit of 1,000,000") }
-        if hiddenSize > 8192 { throw bad("hidden_size", "is \(hiddenSize), above the limit of 8192") }
-        if numHiddenLayers > 128 { throw bad("num_hidden_layers", "is \(numHiddenLayers), above the limit of 128") }
+        for (field, v, limit) in [("vocab_size", vocabSize, InputLimits.maxVocabularySize),
+                                  ("hidden_size", hiddenSize, InputLimits.maxHiddenSize),
+                                  ("intermediate_size", intermediateSize, InputLimits.maxIntermediateSize),
+                                  ("num_hidden_layers", numHiddenLayers, InputLimits.maxLayers),
+                                  ("max_position_embeddings", maxPositionEmbeddings, InputLimits.maxSequenceLength),
+                                  ("type_vocab_size", typeVocabSize, InputLimits.maxTypeVocabularySize)] where v > limit {
+            throw bad(field, "is \(v), above the limit of \(limit)")
+        }
         if hiddenSize % numAttentionHeads != 0 {
             throw bad("hidden_size", "(\(hiddenSize)) is not a multiple of num_attention_heads (\(numAttentionHeads))")
         }

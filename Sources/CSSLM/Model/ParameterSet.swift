@@ -73,19 +73,30 @@ public final class ParameterSet {
         }
     }
 
+    /// Where HF files keep encoder tensors: under their own names (BertModel) or under "bert."
+    /// (BertForSequenceClassification and the other task models).
+    public static let weightPrefixes = ["", "bert."]
+
     /// Loads every tensor accepted by `filter` from `file`, looking each up by its name or with
     /// one of `aliases` prefixes (e.g. "bert."). Returns the names not found.
-    /// A wrong shape or a non-float dtype throws an error naming the tensor and the file.
+    /// A wrong shape or a non-float dtype throws an error naming the tensor and the file; so does a
+    /// NaN or infinite value (a corrupt or diverged file would otherwise train on silently),
+    /// unless `allowNonFinite`.
     @discardableResult
-    public func load(from file: SafetensorsFile, prefixes: [String] = ["", "bert."],
+    public func load(from file: SafetensorsFile, prefixes: [String] = ParameterSet.weightPrefixes, allowNonFinite: Bool = false,
                      filter: (ParameterSpec) -> Bool = { _ in true }) throws -> [String] {
         var missing: [String] = []
         for s in specs where filter(s) {
-            guard let found = prefixes.lazy.map({ $0 + s.name }).first(where: { file.tensors[$0] != nil }) else {
+            guard let found = file.find(s.name, prefixes: prefixes) else {
                 missing.append(s.name)
                 continue
             }
-            try file.read(found, into: values.base + s.offset, expectedShape: s.shape)
+            let p = values.base + s.offset
+            try file.read(found.name, into: p, expectedShape: s.shape)
+            if !allowNonFinite, let i = (0..<s.count).first(where: { !p[$0].isFinite }) {
+                throw CSSLMError("\(file.path): tensor '\(found.name)' holds \(p[i]) at element \(multiIndex(i, shape: s.shape))",
+                                 hint: "the weights are corrupt or come from a diverged run; load them anyway with allowNonFinite")
+            }
         }
         return missing
     }
@@ -97,4 +108,15 @@ public final class ParameterSet {
                              values: UnsafeBufferPointer(start: values.base + $0.offset, count: $0.count))
         }
     }
+}
+
+/// The row-major index [i0, i1, ...] of flat element `flat` in a tensor of `shape`.
+func multiIndex(_ flat: Int, shape: [Int]) -> [Int] {
+    var rest = flat
+    var index = [Int](repeating: 0, count: shape.count)
+    for d in shape.indices.reversed() where shape[d] > 0 {
+        index[d] = rest % shape[d]
+        rest /= shape[d]
+    }
+    return index
 }

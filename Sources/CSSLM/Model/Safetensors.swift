@@ -30,11 +30,6 @@ public struct SafetensorsFile {
         public var elementCount: Int { shape.reduce(1, *) }
     }
 
-    /// Limits on what a header may declare.
-    public static let maxHeaderBytes = 100 << 20
-    public static let maxTensorCount = 100_000
-    public static let maxRank = 8
-
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]
@@ -43,11 +38,18 @@ public struct SafetensorsFile {
     public var names: [String] { tensors.keys.sorted() }
 
     public init(url: URL) throws {
-        path = url.path
+        let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw CSSLMError("\(url.path): cannot read safetensors file (\(error.localizedDescription))")
         }
-        (tensors, metadata) = try Self.parseHeader(data, path: url.path)
+        try self.init(data: data, path: url.path)
+    }
+
+    /// The file's bytes already in memory; `path` names it in errors.
+    init(data: Data, path: String) throws {
+        self.path = path
+        self.data = data
+        (tensors, metadata) = try Self.parseHeader(data, path: path)
     }
 
     /// A file already in memory (e.g. read once to check its checksum, or received from rank 0);
@@ -67,8 +69,8 @@ public struct SafetensorsFile {
         guard data.count >= 8 else { throw bad("\(data.count) bytes, shorter than the 8-byte header length") }
         var headerLen: UInt64 = 0
         for i in 0..<8 { headerLen |= UInt64(data[data.startIndex + i]) << (8 * UInt64(i)) }
-        guard headerLen <= UInt64(maxHeaderBytes) else {
-            throw bad("header length \(headerLen) exceeds the limit of \(maxHeaderBytes) bytes")
+        guard headerLen <= UInt64(InputLimits.maxHeaderBytes) else {
+            throw bad("header length \(headerLen) exceeds the limit of \(InputLimits.describeBytes(InputLimits.maxHeaderBytes))")
         }
         guard headerLen <= UInt64(data.count - 8) else {
             throw bad("header length \(headerLen) runs past the end of the \(data.count)-byte file")
@@ -79,7 +81,10 @@ public struct SafetensorsFile {
               let dict = json as? [String: Any] else {
             throw bad("the header is not a JSON object")
         }
-        guard dict.count <= maxTensorCount + 1 else { throw bad("\(dict.count) entries exceed the limit of \(maxTensorCount) tensors") }
+        let tensorCount = dict.count - (dict["__metadata__"] == nil ? 0 : 1)
+        guard tensorCount <= InputLimits.maxTensorCount else {
+            throw bad("\(tensorCount) tensors exceed the limit of \(InputLimits.maxTensorCount)")
+        }
         var tensors: [String: TensorInfo] = [:]
         var metadata: [String: String] = [:]
         let payload = data.count - dataStart
@@ -96,13 +101,13 @@ public struct SafetensorsFile {
             guard let dt = entry["dtype"] as? String, let dtype = SafetensorsDType(rawValue: dt) else {
                 throw bad("tensor '\(name)': unknown or missing dtype \(entry["dtype"] ?? "nil")")
             }
-            guard let shapeAny = entry["shape"] as? [Any], shapeAny.count <= maxRank else {
-                throw bad("tensor '\(name)': missing shape or rank above \(maxRank)")
+            guard let shapeAny = entry["shape"] as? [Any], shapeAny.count <= InputLimits.maxTensorRank else {
+                throw bad("tensor '\(name)': missing shape or rank above \(InputLimits.maxTensorRank)")
             }
             var shape: [Int] = []
             var count = 1
             for s in shapeAny {
-                guard let n = (s as? NSNumber)?.intValue, n >= 0, (s as? NSNumber)?.doubleValue == Double(n) else {
+                guard let n = exactInteger(s), n >= 0 else {
                     throw bad("tensor '\(name)': shape entry \(s) is not a non-negative integer")
                 }
                 let (product, overflow) = count.multipliedReportingOverflow(by: n)
@@ -110,15 +115,16 @@ public struct SafetensorsFile {
                 count = product
                 shape.append(n)
             }
-            guard let offs = entry["data_offsets"] as? [Any], offs.count == 2,
-                  let b = (offs[0] as? NSNumber)?.int64Value, let e = (offs[1] as? NSNumber)?.int64Value,
-                  b >= 0, e >= b else {
-                throw bad("tensor '\(name)': data_offsets missing, negative or reversed")
+            guard let offs = entry["data_offsets"] as? [Any], offs.count == 2 else {
+                throw bad("tensor '\(name)': data_offsets missing or not a pair")
             }
-            guard e <= Int64(payload) else {
+            guard let b = exactInteger(offs[0]), let e = exactInteger(offs[1]), b >= 0, e >= b else {
+                throw bad("tensor '\(name)': data_offsets [\(offs[0]), \(offs[1])] are not integers 0 <= begin <= end")
+            }
+            guard e <= payload else {
                 throw bad("tensor '\(name)': data_offsets [\(b), \(e)] run past the \(payload) data bytes (truncated file?)")
             }
-            guard Int(e - b) == count * dtype.byteSize else {
+            guard e - b == count * dtype.byteSize else {
                 throw bad("tensor '\(name)': \(e - b) bytes do not match shape \(shape) of \(dtype.rawValue)")
             }
             tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape,
@@ -135,17 +141,27 @@ public struct SafetensorsFile {
         return t
     }
 
+    /// The tensor stored as `prefix + name` for the first of `prefixes` the file has, or nil.
+    public func find(_ name: String, prefixes: [String]) -> TensorInfo? {
+        prefixes.lazy.compactMap { tensors[$0 + name] }.first
+    }
+
+    /// Throws unless tensor `t` is a float tensor of shape `expectedShape`.
+    public func checkWeight(_ t: TensorInfo, shape expectedShape: [Int]) throws {
+        if expectedShape != t.shape {
+            throw CSSLMError("\(path): tensor '\(t.name)' has shape \(t.shape), expected \(expectedShape)",
+                             hint: "the weights do not belong to a model with this config.json")
+        }
+        guard t.dtype.isFloat else {
+            throw CSSLMError("\(path): tensor '\(t.name)' has dtype \(t.dtype.rawValue), expected a float type (F32, F16, BF16)")
+        }
+    }
+
     /// Copies tensor `name` as Float into `destination` (count elements), converting F16/BF16/F64.
     /// Throws when the shape differs from `expectedShape` (if given) or the dtype is not a float.
     public func read(_ name: String, into destination: UnsafeMutablePointer<Float>, expectedShape: [Int]? = nil) throws {
         let t = try info(name)
-        if let expectedShape, expectedShape != t.shape {
-            throw CSSLMError("\(path): tensor '\(name)' has shape \(t.shape), expected \(expectedShape)",
-                             hint: "the weights do not belong to a model with this config.json")
-        }
-        guard t.dtype.isFloat else {
-            throw CSSLMError("\(path): tensor '\(name)' has dtype \(t.dtype.rawValue), expected a float type (F32, F16, BF16)")
-        }
+        try checkWeight(t, shape: expectedShape ?? t.shape)
         try convert(t, into: destination)
     }
 
@@ -205,6 +221,23 @@ public struct SafetensorsFile {
                 for i in 0..<n { dst[i] = Float(p.load(fromByteOffset: i, as: UInt8.self)) }
             }
         }
+    }
+}
+
+/// The value of a JSON number that is exactly an integer within Int's range; nil for booleans,
+/// fractions and numbers too large for an Int (which NSNumber's `intValue` would wrap silently).
+func exactInteger(_ value: Any) -> Int? {
+    guard let n = value as? NSNumber, !(n is NSDecimalNumber) else { return nil }
+    switch String(cString: n.objCType) {
+    case "c", "B":
+        return nil    // JSON true / false
+    case "d", "f":
+        let d = n.doubleValue
+        return d == d.rounded() && abs(d) <= 0x1p53 ? Int(d) : nil
+    case "Q", "L", "I", "S", "C":
+        return n.uint64Value <= UInt64(Int.max) ? Int(n.uint64Value) : nil
+    default:
+        return Int(exactly: n.int64Value)
     }
 }
 

@@ -23,13 +23,15 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case malformedConfig(path: String, field: String, reason: String)
     /// A special token named by the config is in neither the vocabulary nor the added tokens.
     case unknownSpecialToken(path: String, role: String, token: String)
+    /// A file breaks one of the `InputLimits` (at `line`, when it concerns one line).
+    case limitExceeded(path: String, line: Int?, reason: String)
 
     /// The file the error is about.
     public var path: String {
         switch self {
         case .missingFile(let p), .unreadableFile(let p, _), .emptyVocabulary(let p),
              .invalidUTF8(let p, _), .duplicateToken(let p, _, _, _), .malformedConfig(let p, _, _),
-             .unknownSpecialToken(let p, _, _):
+             .unknownSpecialToken(let p, _, _), .limitExceeded(let p, _, _):
             return p
         }
     }
@@ -50,6 +52,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
             return "\(p): field \(field.isEmpty ? "(top level)" : field): \(reason)"
         case .unknownSpecialToken(let p, let role, let token):
             return "\(p): \(role) \(String(reflecting: token)) is not in the vocabulary"
+        case .limitExceeded(let p, let line, let reason):
+            return "\(p)\(line.map { " line \($0)" } ?? ""): \(reason)"
         }
     }
 }

@@ -242,9 +242,13 @@ private struct TokenizerJSONFile: Decodable {
 /// Decodes a JSON file, turning decoding errors into `TokenizerError.malformedConfig` that name
 /// the file and the field path.
 private func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
+    let read: Data?
+    do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
         throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
+    }
+    guard let data = read else {
+        throw TokenizerError.limitExceeded(path: url.path, line: nil, reason:
+            "larger than \(InputLimits.describeBytes(InputLimits.maxJSONConfigBytes)), the limit for a JSON config file")
     }
     do {
         return try JSONDecoder().decode(T.self, from: data)

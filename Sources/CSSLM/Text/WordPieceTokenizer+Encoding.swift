@@ -59,7 +59,9 @@ extension WordPieceTokenizer {
         precondition(pairs == nil || pairs!.count == texts.count, "one pair per text")
         var limit = maxLength
         if case .fixed(let t) = padding {
-            precondition(t > 0, "fixed padding length must be positive")
+            // Truncation never removes special tokens: a shorter row could not hold them.
+            let specials = addSpecialTokens ? (pairs == nil ? 2 : 3) : 1
+            precondition(t >= specials, "fixed padding length \(t) cannot hold the \(specials) special tokens")
             limit = min(maxLength ?? t, t)
         }
         let rows = texts.indices.map { i in

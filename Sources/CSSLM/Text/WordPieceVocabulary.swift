@@ -14,7 +14,8 @@ public struct WordPieceVocabulary: Sendable {
     let continuation: PieceTable
 
     /// Reads `vocab.txt`: one token a line; lines end with "\n", "\r\n" or "\r" (Python's universal
-    /// newlines, as HF reads it); nothing else is stripped.
+    /// newlines, as HF reads it); nothing else is stripped. At most `InputLimits.maxVocabularySize`
+    /// tokens of at most `InputLimits.maxTokenBytes` bytes each.
     public init(contentsOf url: URL, continuingSubwordPrefix: String = "##") throws {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw TokenizerError.missingFile(path: url.path)
@@ -29,6 +30,14 @@ public struct WordPieceVocabulary: Sendable {
         var start = 0, i = 0
         func endLine(_ end: Int) throws {
             let line = tokens.count + 1
+            guard line <= InputLimits.maxVocabularySize else {
+                throw TokenizerError.limitExceeded(path: url.path, line: line, reason:
+                    "more than \(InputLimits.maxVocabularySize) tokens (the vocabulary size limit)")
+            }
+            guard end - start <= InputLimits.maxTokenBytes else {
+                throw TokenizerError.limitExceeded(path: url.path, line: line, reason:
+                    "the token is \(end - start) bytes, above the limit of \(InputLimits.maxTokenBytes)")
+            }
             guard let token = String(validating: bytes[start..<end], as: UTF8.self) else {
                 throw TokenizerError.invalidUTF8(path: url.path, line: line)
             }

@@ -95,9 +95,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// Reads a JSON config; an unknown key or a wrong type names the file and the field.
     public static func load(from url: URL) throws -> TrainConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        let read: Data?
+        do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
             throw CSSLMError("\(url.path): cannot read the run config (\(error.localizedDescription))")
+        }
+        guard let data = read else {
+            throw CSSLMError("\(url.path): larger than \(InputLimits.describeBytes(InputLimits.maxJSONConfigBytes)), "
+                             + "the limit for a JSON config file")
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CSSLMError("\(url.path): the run config is not a JSON object")
