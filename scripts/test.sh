@@ -11,3 +11,7 @@ swift build "${SWIFT_FLAGS[@]}"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 echo "[test] swift test"
 swift test "${SWIFT_FLAGS[@]}" -Xswiftc -enable-testing "$@"
+if [[ $# -eq 0 ]]; then
+  echo "[test] fuzzing every reader (60 s each; scripts/fuzz.sh TARGET SECONDS for longer runs)"
+  bash scripts/fuzz.sh --all "${CSSLM_FUZZ_SECONDS:-60}"
+fi

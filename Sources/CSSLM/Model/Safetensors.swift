@@ -45,13 +45,6 @@ public struct SafetensorsFile {
         try self.init(data: data, path: url.path)
     }
 
-    /// The file's bytes already in memory; `path` names it in errors.
-    init(data: Data, path: String) throws {
-        self.path = path
-        self.data = data
-        (tensors, metadata) = try Self.parseHeader(data, path: path)
-    }
-
     /// A file already in memory (e.g. read once to check its checksum, or received from rank 0);
     /// `path` names it in errors.
     public init(data: Data, path: String) throws {
