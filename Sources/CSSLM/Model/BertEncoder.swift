@@ -36,12 +36,12 @@ public func bertEncoderTensors(_ c: BertConfig) -> [(name: String, shape: [Int])
     return t
 }
 
-/// What one forward pass keeps for the backward, sized for the largest batch seen.
+/// What one forward pass keeps for the backward, sized for the largest batch seen: one arena per
+/// tensor kind, allocated once, so a step allocates nothing.
 public final class EncoderActivations {
     final class Layer {
         var qkv = FloatBuffer(count: 0)        // [N, 3H]
-        var probs = FloatBuffer(count: 0)      // [B, NH, T, T] softmax output
-        var probsDropped = FloatBuffer(count: 0) // [B, NH, T, T] after dropout (training only)
+        var probs = FloatBuffer(count: 0)      // [B, NH, T, T] softmax output (before dropout)
         var ctx = FloatBuffer(count: 0)        // [N, H]
         var r1 = FloatBuffer(count: 0)         // [N, H] attention residual sum (LN1 input)
         var mean1 = FloatBuffer(count: 0), rstd1 = FloatBuffer(count: 0) // [N]
@@ -56,24 +56,25 @@ public final class EncoderActivations {
     public private(set) var hidden: [FloatBuffer] = []
     var embSum = FloatBuffer(count: 0)        // [N, H] before the embedding LayerNorm
     var embMean = FloatBuffer(count: 0), embRstd = FloatBuffer(count: 0)
-    // Backward scratch.
+    // Backward scratch, and the attention's per-thread T×T blocks.
     var dA = FloatBuffer(count: 0), dB = FloatBuffer(count: 0), dInter = FloatBuffer(count: 0)
-    var dQKV = FloatBuffer(count: 0), dProbs = FloatBuffer(count: 0)
-    private var capacity = (rows: -1, probs: -1, dropped: false)
+    var dQKV = FloatBuffer(count: 0), attentionScratch = FloatBuffer(count: 0)
+    private var capacity = (rows: -1, probs: -1, scratch: -1)
 
     public init() {}
 
-    func ensure(_ c: BertConfig, batch: Int, seqLen: Int, keepDropped: Bool) {
-        let n = batch * seqLen, h = c.hiddenSize, i = c.intermediateSize
-        let np = batch * c.numAttentionHeads * seqLen * seqLen
-        if n <= capacity.rows && np <= capacity.probs && (!keepDropped || capacity.dropped) && layers.count == c.numHiddenLayers { return }
+    func ensure(_ c: BertConfig, shape: AttentionShape) {
+        let n = shape.batch * shape.seqLen, h = c.hiddenSize, i = c.intermediateSize
+        let np = shape.batch * shape.probsPerExample
+        if n <= capacity.rows && np <= capacity.probs && shape.scratchCount <= capacity.scratch
+            && layers.count == c.numHiddenLayers { return }
         let rows = max(n, capacity.rows), probs = max(np, capacity.probs)
-        let dropped = keepDropped || capacity.dropped
-        capacity = (rows, probs, dropped)
+        capacity = (rows, probs, max(shape.scratchCount, capacity.scratch))
+        // Release the old arena before allocating the new one (peak memory).
+        layers = []; hidden = []
         layers = (0..<c.numHiddenLayers).map { _ in
             let l = Layer()
             l.qkv = FloatBuffer(count: rows * 3 * h); l.probs = FloatBuffer(count: probs)
-            l.probsDropped = FloatBuffer(count: dropped ? probs : 0)
             l.ctx = FloatBuffer(count: rows * h); l.r1 = FloatBuffer(count: rows * h)
             l.mean1 = FloatBuffer(count: rows); l.rstd1 = FloatBuffer(count: rows)
             l.h1 = FloatBuffer(count: rows * h); l.interPre = FloatBuffer(count: rows * i)
@@ -86,7 +87,7 @@ public final class EncoderActivations {
         embMean = FloatBuffer(count: rows); embRstd = FloatBuffer(count: rows)
         dA = FloatBuffer(count: rows * h); dB = FloatBuffer(count: rows * h)
         dInter = FloatBuffer(count: rows * i); dQKV = FloatBuffer(count: rows * 3 * h)
-        dProbs = FloatBuffer(count: probs)
+        attentionScratch = FloatBuffer(count: capacity.scratch)
     }
 
     /// Last-layer hidden states [N, H] of the latest forward.
@@ -135,26 +136,22 @@ public struct BertEncoder {
     public func forward(_ batch: TokenBatch, params base: UnsafeMutablePointer<Float>,
                         acts: EncoderActivations, dropout: DropoutContext) {
         let c = config
-        let n = batch.rows, h = c.hiddenSize, inter = c.intermediateSize
-        let training = dropout.isActive
-        acts.ensure(c, batch: batch.batch, seqLen: batch.seqLen, keepDropped: training)
-        var hiddenDrop = dropout; hiddenDrop.probability = training ? c.hiddenDropoutProb : 0
-        var attnDrop = dropout; attnDrop.probability = training ? c.attentionProbsDropoutProb : 0
-        let shape = AttentionShape(batch: batch.batch, seqLen: batch.seqLen, heads: c.numAttentionHeads,
-                                   headSize: c.headSize)
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        acts.ensure(c, shape: shape)
 
         batch.ids.withUnsafeBufferPointer { ids in
             batch.typeIds.withUnsafeBufferPointer { types in
                 embeddingForward(out: acts.embSum.base, ids: ids.baseAddress!, typeIds: types.baseAddress!,
                                  word: base + word, position: base + position, tokenType: base + tokenType,
-                                 rows: n, seqLen: batch.seqLen, hidden: h)
+                                 rows: n, seqLen: t, hidden: h)
             }
         }
         layerNormForward(y: acts.hidden[0].base, mean: acts.embMean.base, rstd: acts.embRstd.base,
                          x: acts.embSum.base, gamma: base + embGamma, beta: base + embBeta,
                          rows: n, cols: h, eps: c.layerNormEps)
-        dropoutApply(acts.hidden[0].base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                     site: DropoutSite.embeddings)
+        dropoutApply(acts.hidden[0].base, rows: t, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
 
         batch.mask.withUnsafeBufferPointer { mask in
             for (l, o) in layers.enumerated() {
@@ -162,33 +159,37 @@ public struct BertEncoder {
                 let x = acts.hidden[l].base
                 linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
                               rows: n, inDim: h, outDim: 3 * h)
-                let dropped = attnDrop.isActive ? a.probsDropped.base : a.probs.base
-                attentionForward(ctx: a.ctx.base, probs: a.probs.base, probsDropped: dropped, qkv: a.qkv.base,
-                                 mask: mask.baseAddress!, shape: shape, dropout: attnDrop,
-                                 site: DropoutSite.attentionProbs(layer: l))
+                attentionForward(ctx: a.ctx.base, probs: a.probs.base, qkv: a.qkv.base, mask: mask.baseAddress!,
+                                 shape: shape, dropout: attnDrop, site: DropoutSite.attentionProbs(layer: l),
+                                 scratch: acts.attentionScratch.base)
                 // r1 = dropout(ctx·Woᵀ + bo) + x ; h1 = LN(r1)
                 linearForward(y: a.r1.base, x: a.ctx.base, weight: base + o.attnOutWeight,
                               bias: base + o.attnOutBias, rows: n, inDim: h, outDim: h)
-                dropoutApply(a.r1.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                             site: DropoutSite.attentionOutput(layer: l))
-                addInPlace(a.r1.base, x, n * h)
-                layerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, x: a.r1.base,
-                                 gamma: base + o.ln1Gamma, beta: base + o.ln1Beta, rows: n, cols: h,
-                                 eps: c.layerNormEps)
+                residualLayerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, sum: a.r1.base,
+                                         branch: a.r1.base, residual: x, gamma: base + o.ln1Gamma,
+                                         beta: base + o.ln1Beta, rows: n, cols: h, seqLen: t, eps: c.layerNormEps,
+                                         dropout: hiddenDrop, site: DropoutSite.attentionOutput(layer: l))
                 // r2 = dropout(GELU(h1·Wiᵀ + bi)·Wo2ᵀ + bo2) + h1 ; out = LN(r2)
                 linearForward(y: a.interPre.base, x: a.h1.base, weight: base + o.interWeight,
                               bias: base + o.interBias, rows: n, inDim: h, outDim: inter)
                 geluForward(y: a.inter.base, x: a.interPre.base, count: n * inter)
                 linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight,
                               bias: base + o.outBias, rows: n, inDim: inter, outDim: h)
-                dropoutApply(a.r2.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                             site: DropoutSite.feedForwardOutput(layer: l))
-                addInPlace(a.r2.base, a.h1.base, n * h)
-                layerNormForward(y: acts.hidden[l + 1].base, mean: a.mean2.base, rstd: a.rstd2.base,
-                                 x: a.r2.base, gamma: base + o.ln2Gamma, beta: base + o.ln2Beta,
-                                 rows: n, cols: h, eps: c.layerNormEps)
+                residualLayerNormForward(y: acts.hidden[l + 1].base, mean: a.mean2.base, rstd: a.rstd2.base,
+                                         sum: a.r2.base, branch: a.r2.base, residual: a.h1.base,
+                                         gamma: base + o.ln2Gamma, beta: base + o.ln2Beta, rows: n, cols: h,
+                                         seqLen: t, eps: c.layerNormEps, dropout: hiddenDrop,
+                                         site: DropoutSite.feedForwardOutput(layer: l))
             }
         }
+    }
+
+    /// The hidden-state and attention-probability dropouts of a pass with `dropout`.
+    private func dropouts(_ dropout: DropoutContext) -> (hidden: DropoutContext, attention: DropoutContext) {
+        var hidden = dropout, attention = dropout
+        hidden.probability = dropout.isActive ? config.hiddenDropoutProb : 0
+        attention.probability = dropout.isActive ? config.attentionProbsDropoutProb : 0
+        return (hidden, attention)
     }
 
     /// Backward from dLast[N, H] (gradient of the loss w.r.t. the last hidden states; clobbered)
@@ -197,57 +198,50 @@ public struct BertEncoder {
                          params base: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>,
                          acts: EncoderActivations, dropout: DropoutContext) {
         let c = config
-        let n = batch.rows, h = c.hiddenSize, inter = c.intermediateSize
-        let training = dropout.isActive
-        var hiddenDrop = dropout; hiddenDrop.probability = training ? c.hiddenDropoutProb : 0
-        var attnDrop = dropout; attnDrop.probability = training ? c.attentionProbsDropoutProb : 0
-        let shape = AttentionShape(batch: batch.batch, seqLen: batch.seqLen, heads: c.numAttentionHeads,
-                                   headSize: c.headSize)
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
         // dOut: gradient w.r.t. the current layer's output, then its input (the caller's buffer);
         // dMid: w.r.t. h1 and r1; dCtx: w.r.t. the attention context.
         let dOut = dLast, dMid = acts.dA.base, dCtx = acts.dB.base
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let o = layers[l], a = acts.layers[l]
             let x = acts.hidden[l].base
-            // out = LN2(r2): dOut → d r2 (in place)
-            layerNormBackward(dx: dOut, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: dOut, x: a.r2.base,
-                              mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: n, cols: h)
-            // r2 = drop(ffn) + h1: d h1 starts as d r2; the ffn branch gets drop(d r2).
-            dMid.update(from: dOut, count: n * h)
-            dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                         site: DropoutSite.feedForwardOutput(layer: l))
+            // out = LN2(r2), r2 = drop(ffn) + h1: d h1 starts as d r2 (dMid); the ffn branch gets
+            // drop(d r2) (dOut).
+            layerNormBackward(dx: dMid, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: dOut, x: a.r2.base,
+                              mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: n, cols: h,
+                              dBranch: dOut, seqLen: t, dropout: hiddenDrop,
+                              site: DropoutSite.feedForwardOutput(layer: l))
             linearBackward(dx: acts.dInter.base, dWeight: g + o.outWeight, dBias: g + o.outBias, dy: dOut,
                            x: a.inter.base, weight: base + o.outWeight, rows: n, inDim: inter, outDim: h)
             geluBackward(dx: acts.dInter.base, dy: acts.dInter.base, x: a.interPre.base, count: n * inter)
             linearBackward(dx: dMid, dWeight: g + o.interWeight, dBias: g + o.interBias, dy: acts.dInter.base,
                            x: a.h1.base, weight: base + o.interWeight, rows: n, inDim: h, outDim: inter,
                            accumulateInput: true)
-            // h1 = LN1(r1): dMid → d r1 (in place)
-            layerNormBackward(dx: dMid, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
-                              mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: n, cols: h)
-            // r1 = drop(attn) + x: d x starts as d r1 (into dOut's buffer); attention gets drop(d r1).
-            dOut.update(from: dMid, count: n * h)
-            dropoutApply(dMid, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                         site: DropoutSite.attentionOutput(layer: l))
+            // h1 = LN1(r1), r1 = drop(attn) + x: d x starts as d r1 (dOut); attention gets drop(d r1) (dMid).
+            layerNormBackward(dx: dOut, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
+                              mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: n, cols: h,
+                              dBranch: dMid, seqLen: t, dropout: hiddenDrop,
+                              site: DropoutSite.attentionOutput(layer: l))
             linearBackward(dx: dCtx, dWeight: g + o.attnOutWeight, dBias: g + o.attnOutBias, dy: dMid,
                            x: a.ctx.base, weight: base + o.attnOutWeight, rows: n, inDim: h, outDim: h)
-            let dropped = attnDrop.isActive ? a.probsDropped.base : a.probs.base
-            attentionBackward(dqkv: acts.dQKV.base, dProbs: acts.dProbs.base, dctx: dCtx, qkv: a.qkv.base,
-                              probs: a.probs.base, probsDropped: dropped, shape: shape, dropout: attnDrop,
-                              site: DropoutSite.attentionProbs(layer: l))
+            attentionBackward(dqkv: acts.dQKV.base, dctx: dCtx, qkv: a.qkv.base, probs: a.probs.base, shape: shape,
+                              dropout: attnDrop, site: DropoutSite.attentionProbs(layer: l),
+                              scratch: acts.attentionScratch.base)
             linearBackward(dx: dOut, dWeight: g + o.qkvWeight, dBias: g + o.qkvBias, dy: acts.dQKV.base,
                            x: x, weight: base + o.qkvWeight, rows: n, inDim: h, outDim: 3 * h,
                            accumulateInput: true)
         }
         // hidden[0] = drop(LN(embSum))
-        dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
+        dropoutApply(dOut, rows: t, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
         layerNormBackward(dx: dOut, dGamma: g + embGamma, dBeta: g + embBeta, dy: dOut, x: acts.embSum.base,
                           mean: acts.embMean.base, rstd: acts.embRstd.base, gamma: base + embGamma, rows: n, cols: h)
         batch.ids.withUnsafeBufferPointer { ids in
             batch.typeIds.withUnsafeBufferPointer { types in
                 embeddingBackward(dWord: g + word, dPosition: g + position, dTokenType: g + tokenType, dOut: dOut,
                                   ids: ids.baseAddress!, typeIds: types.baseAddress!, rows: n,
-                                  seqLen: batch.seqLen, hidden: h)
+                                  seqLen: t, hidden: h)
             }
         }
     }
@@ -256,5 +250,7 @@ public struct BertEncoder {
 /// a[i] += b[i], i < n
 @inline(__always)
 public func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { a[i] += b[i] }
+    var i = 0
+    while i + 8 <= n { store8(load8(a + i) + load8(b + i), a + i); i += 8 }
+    while i < n { a[i] += b[i]; i += 1 }
 }
