@@ -2,7 +2,7 @@
 // one JSON line per result so that every configuration can run in its own process (its own peak
 // RSS) and `report` can put ours and PyTorch's side by side:
 //
-//   csslm-bench run --model minilm|bert-base --batch B --seq T [--repeats R] [--modes inference,train]
+//   csslm-bench run --model minilm|bert-base --batch B --seq T [--repeats R] [--modes inference,train] [--ceiling off]
 //       inference: encoder + classifier head forward, dropout off;
 //       train: forward with dropout 0.1, cross-entropy, backward, gradient-norm clip, AdamW;
 //       and the machine's sgemm GFLOP/s at the step's GEMM shapes (the ceiling).
@@ -37,7 +37,8 @@ func peakRSSMegabytes() -> Double {
 }
 
 func emit(_ fields: [String: Any]) {
-    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+    let finite = fields.filter { ($0.value as? Double)?.isFinite ?? true }  // JSON has no NaN
+    let data = try! JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
     fflush(stdout)
 }
@@ -157,7 +158,8 @@ func runCommand() throws {
             }
         }
         let rss = peakRSSMegabytes()
-        let ceiling = sgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
+        let ceiling = option("--ceiling") == "off" ? (openblas: Double.nan, split: Double.nan)
+            : sgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
         let flops = (train ? 3 : 1) * forwardFlops(config, batch: b, seq: t)
         emit(["impl": "csslm", "model": modelName, "batch": b, "seq": t, "threads": threads, "mode": mode,
               "ms": seconds * 1e3, "rss_mb": rss, "gflop": flops / 1e9,

@@ -72,10 +72,16 @@ struct DropoutMask {
     }
 
     /// Multipliers of columns c ..< c + 8 of the row with key `rowKey`.
+    /// Integer lane arithmetic only: a SIMD mask from an integer compare fed to `replacing(with:where:)`
+    /// is lowered lane by lane through the stack (measured: most of the attention's own time).
     @inline(__always)
     func multipliers(rowKey: UInt64, column c: Int) -> Vec8 {
-        let u = CounterRandom.hash8(rowKey: rowKey, first: UInt32(truncatingIfNeeded: c)) &>> 8
-        return Vec8(repeating: scale).replacing(with: 0, where: u .< SIMD8(repeating: threshold))
+        let u = unsafeBitCast(CounterRandom.hash8(rowKey: rowKey, first: UInt32(truncatingIfNeeded: c)) &>> 8,
+                              to: SIMD8<Int32>.self)
+        // u − threshold < 0 (both < 2²⁵) ⇔ dropped: the arithmetic shift makes all ones there.
+        let dropped = (u &- Int32(bitPattern: threshold)) &>> 31
+        return unsafeBitCast(SIMD8(repeating: scale.bitPattern) & ~unsafeBitCast(dropped, to: SIMD8<UInt32>.self),
+                             to: Vec8.self)
     }
 
     /// row[c] *= multiplier, c < n.

@@ -100,7 +100,7 @@ public func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     if n >= 8 {
         var a = load8(p)
         i = 8
-        while i + 8 <= n { a = pointwiseMax(a, load8(p + i)); i += 8 }
+        while i + 8 <= n { let v = load8(p + i); a = a.replacing(with: v, where: v .> a); i += 8 }
         m = a.max()
     }
     while i < n { m = Swift.max(m, p[i]); i += 1 }
