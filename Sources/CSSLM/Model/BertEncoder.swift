@@ -52,7 +52,8 @@ public final class EncoderActivations {
         var mean2 = FloatBuffer(count: 0), rstd2 = FloatBuffer(count: 0) // [N]
     }
     var layers: [Layer] = []
-    /// hidden[0] = embedding output, hidden[l + 1] = output of layer l: each [N, H].
+    /// hidden[0] = embedding output, hidden[l + 1] = output of layer l: each [N, H]. After a
+    /// forward that did not keep its activations, only hidden[0] and hidden[1] hold anything.
     public private(set) var hidden: [FloatBuffer] = []
     var embSum = FloatBuffer(count: 0)        // [N, H] before the embedding LayerNorm
     var embMean = FloatBuffer(count: 0), embRstd = FloatBuffer(count: 0)
@@ -60,19 +61,24 @@ public final class EncoderActivations {
     var dA = FloatBuffer(count: 0), dB = FloatBuffer(count: 0), dInter = FloatBuffer(count: 0)
     var dQKV = FloatBuffer(count: 0), attentionScratch = FloatBuffer(count: 0)
     private var capacity = (rows: -1, probs: -1, scratch: -1)
+    /// Index in `hidden` of the latest forward's output.
+    fileprivate(set) var lastIndex = 0
 
     public init() {}
 
-    func ensure(_ c: BertConfig, shape: AttentionShape) {
+    /// Sizes the arena for `shape`: every layer's buffers when the pass keeps them for a backward,
+    /// else one layer's, reused by every layer (inference).
+    func ensure(_ c: BertConfig, shape: AttentionShape, keepForBackward: Bool) {
         let n = shape.batch * shape.seqLen, h = c.hiddenSize, i = c.intermediateSize
         let np = shape.batch * shape.probsPerExample
+        let layerCount = keepForBackward ? c.numHiddenLayers : max(1, layers.count)
         if n <= capacity.rows && np <= capacity.probs && shape.scratchCount <= capacity.scratch
-            && layers.count == c.numHiddenLayers { return }
+            && layers.count >= layerCount { return }
         let rows = max(n, capacity.rows), probs = max(np, capacity.probs)
         capacity = (rows, probs, max(shape.scratchCount, capacity.scratch))
         // Release the old arena before allocating the new one (peak memory).
         layers = []; hidden = []
-        layers = (0..<c.numHiddenLayers).map { _ in
+        layers = (0..<layerCount).map { _ in
             let l = Layer()
             l.qkv = FloatBuffer(count: rows * 3 * h); l.probs = FloatBuffer(count: probs)
             l.ctx = FloatBuffer(count: rows * h); l.r1 = FloatBuffer(count: rows * h)
@@ -82,16 +88,17 @@ public final class EncoderActivations {
             l.mean2 = FloatBuffer(count: rows); l.rstd2 = FloatBuffer(count: rows)
             return l
         }
-        hidden = (0...c.numHiddenLayers).map { _ in FloatBuffer(count: rows * h) }
+        hidden = (0...layerCount).map { _ in FloatBuffer(count: rows * h) }
         embSum = FloatBuffer(count: rows * h)
         embMean = FloatBuffer(count: rows); embRstd = FloatBuffer(count: rows)
+        // Backward scratch: mapped, not touched until a backward writes it.
         dA = FloatBuffer(count: rows * h); dB = FloatBuffer(count: rows * h)
         dInter = FloatBuffer(count: rows * i); dQKV = FloatBuffer(count: rows * 3 * h)
         attentionScratch = FloatBuffer(count: capacity.scratch)
     }
 
     /// Last-layer hidden states [N, H] of the latest forward.
-    public var lastHidden: UnsafeMutablePointer<Float> { hidden[hidden.count - 1].base }
+    public var lastHidden: UnsafeMutablePointer<Float> { hidden[lastIndex].base }
 }
 
 /// The encoder's computation over a `ParameterSet` that holds `bertEncoderTensors(config)`.
@@ -133,13 +140,19 @@ public struct BertEncoder {
     /// Runs the encoder on `batch`; the result is `acts.lastHidden` [N, H] (and `acts.hidden`).
     /// Dropout is active when `dropout.probability > 0`; the config's probabilities are scaled
     /// by it being non-zero (hidden and attention use their own config values).
+    /// With `keepForBackward: false` (inference) every layer reuses one layer's buffers and
+    /// `backward` must not follow.
     public func forward(_ batch: TokenBatch, params base: UnsafeMutablePointer<Float>,
-                        acts: EncoderActivations, dropout: DropoutContext) {
+                        acts: EncoderActivations, dropout: DropoutContext, keepForBackward: Bool = true) {
         let c = config
         let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
         let (hiddenDrop, attnDrop) = dropouts(dropout)
         let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
-        acts.ensure(c, shape: shape)
+        acts.ensure(c, shape: shape, keepForBackward: keepForBackward)
+        // Layer l's buffers and input/output hidden states (ping-pong between 0 and 1 when not kept).
+        let kept = keepForBackward
+        let input = { (l: Int) in kept ? l : l % 2 }, output = { (l: Int) in kept ? l + 1 : (l + 1) % 2 }
+        acts.lastIndex = output(c.numHiddenLayers - 1)
 
         batch.ids.withUnsafeBufferPointer { ids in
             batch.typeIds.withUnsafeBufferPointer { types in
@@ -155,8 +168,8 @@ public struct BertEncoder {
 
         batch.mask.withUnsafeBufferPointer { mask in
             for (l, o) in layers.enumerated() {
-                let a = acts.layers[l]
-                let x = acts.hidden[l].base
+                let a = acts.layers[kept ? l : 0]
+                let x = acts.hidden[input(l)].base
                 linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
                               rows: n, inDim: h, outDim: 3 * h)
                 attentionForward(ctx: a.ctx.base, probs: a.probs.base, qkv: a.qkv.base, mask: mask.baseAddress!,
@@ -175,7 +188,7 @@ public struct BertEncoder {
                 geluForward(y: a.inter.base, x: a.interPre.base, count: n * inter)
                 linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight,
                               bias: base + o.outBias, rows: n, inDim: inter, outDim: h)
-                residualLayerNormForward(y: acts.hidden[l + 1].base, mean: a.mean2.base, rstd: a.rstd2.base,
+                residualLayerNormForward(y: acts.hidden[output(l)].base, mean: a.mean2.base, rstd: a.rstd2.base,
                                          sum: a.r2.base, branch: a.r2.base, residual: a.h1.base,
                                          gamma: base + o.ln2Gamma, beta: base + o.ln2Beta, rows: n, cols: h,
                                          seqLen: t, eps: c.layerNormEps, dropout: hiddenDrop,

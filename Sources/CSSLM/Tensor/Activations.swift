@@ -17,9 +17,9 @@ public func geluForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
 public func geluBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
                          x: UnsafePointer<Float>, count n: Int) {
     @inline(__always) func grad(_ v: Vec8) -> Vec8 {
-        let cdf = 0.5 * (1 + erf8(v * 0.7071067811865476))
-        let pdf = exp8(-0.5 * v * v) * 0.3989422804014327
-        return cdf + v * pdf
+        // erf(v/√2) is computed from e^(−v²/2): the same exponential is φ(v)·√(2π).
+        let (erf, gaussian) = erfAndGaussian8(v * 0.7071067811865476)
+        return 0.5 * (1 + erf) + v * (gaussian * 0.3989422804014327)
     }
     parallelParts(n, align: 8, minPerPart: 4096) { _, range in
         var i = range.lowerBound
