@@ -4,7 +4,8 @@
 #    PyTorch's (HF BertModel + the same classifier head, scripts/bench_torch.py) for MiniLM-L6
 #    (batch 16/32 × seq 64/128) and BERT-base (batch 16/32 × seq 128; all four with BENCH_BERT_FULL=1),
 #    with tokens/s, GFLOP/s, the sgemm ceiling at the same GEMM shapes and each side's peak RSS
-#    (every configuration runs in its own process);
+#    (every configuration runs in its own process); ours computes the last layer for the [CLS] and
+#    [SEP] rows only (what the head reads), plus one row with every token computed;
 #  - scaling: the MiniLM b32 s128 step at 1 rank × 1 thread and 2 ranks × 1 thread (mpirun), with
 #    the gradient allreduce timed apart.
 # PyTorch comes from a venv the script creates (.venv-bench: torch 2.13.0+cpu, transformers); if pip
@@ -17,7 +18,7 @@ source scripts/env.sh
 start=$(date +%s)
 threads=${BENCH_THREADS:-$(nproc)}
 echo "csslm bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $threads threads per side, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-swift build "${SWIFT_FLAGS[@]}" --product csslm-bench >/dev/null
+if ! build_log=$(swift build "${SWIFT_FLAGS[@]}" --product csslm-bench 2>&1); then echo "$build_log"; exit 1; fi
 bench=.build/release/csslm-bench
 
 python=${BENCH_PYTHON:-}
@@ -45,6 +46,8 @@ config() {  # model batch seq repeats
   fi
 }
 for b in 16 32; do for t in 64 128; do config minilm $b $t 3; done; done
+echo "  minilm batch 32 seq 128, ours with every row of the last layer ..." >&2
+OPENBLAS_NUM_THREADS=$threads "$bench" run --model minilm --batch 32 --seq 128 --repeats 3 --last-layer all >>"$results"
 bert_seqs="128"; [[ -n "${BENCH_BERT_FULL:-}" ]] && bert_seqs="64 128"
 for b in 16 32; do for t in $bert_seqs; do config bert-base $b $t 1; done; done
 

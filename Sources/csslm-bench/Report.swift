@@ -25,7 +25,9 @@ func printReport(_ path: String) throws {
     GFLOP/s counts the encoder's matmul FLOPs (linear layers and attention products; train = 3 × forward) \
     for both sides. Ceiling: sgemm GFLOP/s at the step's linear-layer GEMM shapes (forward; for train also \
     dx and dW), best of OpenBLAS on all threads and our row split (one single-threaded sgemm per thread); \
-    in brackets OpenBLAS's own. RSS: peak resident set of the process running that configuration.
+    in brackets OpenBLAS's own. RSS: peak resident set of the process running that configuration. \
+    Ours computes the last layer only for the [CLS] and [SEP] rows the head reads (the same loss and \
+    gradients; "(all rows)": every row, as HF's BertModel does); both sides count the full model's FLOPs.
 
     """)
     for mode in ["train", "inference"] {
@@ -39,7 +41,9 @@ func printReport(_ path: String) throws {
             let ms = number(r, "ms"), gflop = number(r, "gflop")
             let achieved = gflop / ms * 1e3
             let ceilingOB = number(r, "ceiling_openblas"), ceiling = max(ceilingOB, number(r, "ceiling_split"))
-            let t = torch[key(r)]
+            var plain = r
+            plain["model"] = text(r, "model").replacingOccurrences(of: " (all rows)", with: "")
+            let t = torch[key(plain)]
             let tms = t.map { number($0, "ms") } ?? .nan
             print("| \(text(r, "model")) | \(text(r, "batch")) | \(text(r, "seq")) | \(text(r, "threads")) | \(fmt(ms)) | \(fmt(tokens / ms * 1e3)) | \(fmt(achieved, 1)) "
                   + "| \(fmt(tms)) | \(fmt(tokens / tms * 1e3)) | \(fmt(gflop / tms * 1e3, 1)) | \(fmt(tms / ms, 2)) "
@@ -58,6 +62,28 @@ func printReport(_ path: String) throws {
         let step = number(r, "step_ms")
         print("| \(text(r, "ranks")) × \(text(r, "threads")) | \(fmt(step)) | \(fmt(number(r, "compute_ms"))) | \(fmt(number(r, "allreduce_ms"), 1)) "
               + "| \(fmt(100 * number(r, "allreduce_ms") / step, 1)) % | \(fmt(number(r, "tokens_per_s"))) | \(fmt(number(base, "step_ms") / step, 2)) |")
+    }
+    print("")
+
+    // The across-nodes model of docs/performance.md with this run's inputs: one rank per node
+    // (all its cores), local batch as measured, ring allreduce of the gradient after backward.
+    let node = ours.first { text($0, "model") == text(base, "model") && text($0, "mode") == "train"
+        && text($0, "batch") == text(base, "batch") && text($0, "seq") == text(base, "seq") }
+    guard let node else { return }
+    let tNode = number(node, "ms") / 1e3, bytes = number(base, "gradient_mb") * 1e6
+    let buckets = (bytes / Double(25 << 20)).rounded(.up) + 1, alpha = 50e-6
+    print("Model (docs/performance.md): step(N) = t_node + 2(N−1)/N · S/β + 2(N−1) · k · α, with t_node = \(fmt(tNode * 1e3)) ms "
+          + "(\(text(node, "model")) train step, batch \(text(node, "batch")) × \(text(node, "seq")), \(text(node, "threads")) threads, measured above), "
+          + "S = \(fmt(bytes / 1e6, 1)) MB, k = \(fmt(buckets)) buckets, α = 50 µs (assumed TCP latency). Predicted step ms / scaling efficiency t_node / step(N):")
+    let links: [(String, Double)] = [("1 GbE", 0.125e9), ("10 GbE", 1.25e9), ("25 GbE", 3.125e9), ("100 Gb/s", 12.5e9)]
+    print("| nodes N | " + links.map { $0.0 }.joined(separator: " | ") + " |")
+    print("|---:|" + String(repeating: "---:|", count: links.count))
+    for n in [2.0, 4, 8, 16, 64] {
+        let cells = links.map { link -> String in
+            let step = tNode + 2 * (n - 1) / n * bytes / link.1 + 2 * (n - 1) * buckets * alpha
+            return "\(fmt(step * 1e3)) / \(fmt(tNode / step, 2))"
+        }
+        print("| \(fmt(n)) | " + cells.joined(separator: " | ") + " |")
     }
     print("")
 }

@@ -2,10 +2,13 @@
 // one JSON line per result so that every configuration can run in its own process (its own peak
 // RSS) and `report` can put ours and PyTorch's side by side:
 //
-//   csslm-bench run --model minilm|bert-base --batch B --seq T [--repeats R] [--modes inference,train] [--ceiling off]
-//       inference: encoder + classifier head forward, dropout off;
+//   csslm-bench run --model minilm|bert-base --batch B --seq T [--repeats R] [--modes inference,train]
+//                   [--ceiling off] [--last-layer all]
+//       inference: encoder + classifier head forward, dropout off, no activations kept;
 //       train: forward with dropout 0.1, cross-entropy, backward, gradient-norm clip, AdamW;
-//       and the machine's sgemm GFLOP/s at the step's GEMM shapes (the ceiling).
+//       and the machine's sgemm GFLOP/s at the step's GEMM shapes (the ceiling). The last layer
+//       computes only the [CLS] and [SEP] rows the head reads (the same loss and gradients;
+//       `--last-layer all` computes every row, as HF's BertModel does).
 //   csslm-bench scale --model M --batch B --seq T [--repeats R]
 //       the train step data-parallel over the ranks of mpirun (or alone): each rank takes its
 //       slice of the global batch; the gradient allreduce (GradientAllreducer) is timed apart.
@@ -146,6 +149,8 @@ func runCommand() throws {
     let repeats = Int(option("--repeats") ?? "") ?? 3
     let modes = (option("--modes") ?? "inference,train").split(separator: ",").map(String.init)
     let model = BertClassifier(config: config, numLabels: 2, seed: 1)
+    let fullLastLayer = option("--last-layer") == "all"
+    model.encoderActivations.lastLayerRows = fullLastLayer ? .all : .sentenceFeatures
     let (batch, labels) = syntheticBatch(batch: b, seq: t)
     var optimizer: AdamW?
     for mode in modes {
@@ -177,7 +182,7 @@ func runCommand() throws {
         let ceiling = option("--ceiling") == "off" ? (openblas: Double.nan, split: Double.nan)
             : sgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
         let flops = (train ? 3 : 1) * forwardFlops(config, batch: b, seq: t)
-        emit(["impl": "csslm", "model": modelName, "batch": b, "seq": t, "threads": threads, "mode": mode,
+        emit(["impl": "csslm", "model": modelName + (fullLastLayer ? " (all rows)" : ""), "batch": b, "seq": t, "threads": threads, "mode": mode,
               "ms": seconds * 1e3, "min_ms": fastest * 1e3, "cpu_ms_last": cpu * 1e3, "rss_mb": rss, "gflop": flops / 1e9,
               "ceiling_openblas": ceiling.openblas, "ceiling_split": ceiling.split])
     }
@@ -195,6 +200,7 @@ func scaleCommand() throws {
     precondition(globalBatch % w == 0, "the global batch must divide over the ranks")
     let local = globalBatch / w, first = rank * local
     let model = BertClassifier(config: config, numLabels: 2, seed: 1)
+    model.encoderActivations.lastLayerRows = .sentenceFeatures
     let optimizer = AdamW(config: AdamWConfig(learningRate: 1e-5), parameterCount: model.parameters.count)
     let reducer = try GradientAllreducer(communicator: comm, parameterRanges: model.parameters.specs.map(\.range),
                                          averaging: .sum)

@@ -60,11 +60,46 @@ public final class EncoderActivations {
     // Backward scratch, and the attention's per-thread T×T blocks.
     var dA = FloatBuffer(count: 0), dB = FloatBuffer(count: 0), dInter = FloatBuffer(count: 0)
     var dQKV = FloatBuffer(count: 0), attentionScratch = FloatBuffer(count: 0)
+    /// Compact [S, H] scratch of the last layer when it computes selected rows only.
+    var compactA = FloatBuffer(count: 0), compactB = FloatBuffer(count: 0)
     private var capacity = (rows: -1, probs: -1, scratch: -1)
     /// Index in `hidden` of the latest forward's output.
     fileprivate(set) var lastIndex = 0
 
+    /// Which rows of the last layer's output a forward computes.
+    public enum LastLayerRows: Sendable {
+        /// Every token's (HF's last_hidden_state).
+        case all
+        /// Only each sequence's [CLS] (position 0) and first [SEP] row: all that the CSS-LM heads
+        /// and sentence features read. The last layer then runs its attention queries, output
+        /// projection and feed-forward on those rows alone (≈ 3/4 of its work saved); the other
+        /// rows of `lastHidden` are left as they were, and they get no gradient.
+        case sentenceFeatures
+    }
+
+    /// Set to `.sentenceFeatures` when only t(x) and e(x) are used (training the CSS-LM heads,
+    /// encoding a corpus); `.all` (the default) gives every token's hidden state.
+    public var lastLayerRows = LastLayerRows.all
+
+    /// The last layer's selected rows (global row b·T + position, ascending), their positions, and
+    /// per example b the range `selectionStart[b] ..< selectionStart[b + 1]` of them.
+    var selectedRows: [Int] = [], selectedPositions: [Int] = [], selectionStart: [Int] = []
+
     public init() {}
+
+    func select(_ batch: TokenBatch) {
+        selectedRows.removeAll(keepingCapacity: true)
+        selectedPositions.removeAll(keepingCapacity: true)
+        selectionStart.removeAll(keepingCapacity: true)
+        for b in 0..<batch.batch {
+            selectionStart.append(selectedRows.count)
+            for p in Set([0, batch.sepPositions[b]]).sorted() {
+                selectedRows.append(b * batch.seqLen + p)
+                selectedPositions.append(p)
+            }
+        }
+        selectionStart.append(selectedRows.count)
+    }
 
     /// Sizes the arena for `shape`: every layer's buffers when the pass keeps them for a backward,
     /// else one layer's, reused by every layer (inference).
@@ -95,6 +130,7 @@ public final class EncoderActivations {
         dA = FloatBuffer(count: rows * h); dB = FloatBuffer(count: rows * h)
         dInter = FloatBuffer(count: rows * i); dQKV = FloatBuffer(count: rows * 3 * h)
         attentionScratch = FloatBuffer(count: capacity.scratch)
+        compactA = FloatBuffer(count: rows * h); compactB = FloatBuffer(count: rows * h)
     }
 
     /// Last-layer hidden states [N, H] of the latest forward.
@@ -170,6 +206,12 @@ public struct BertEncoder {
             for (l, o) in layers.enumerated() {
                 let a = acts.layers[kept ? l : 0]
                 let x = acts.hidden[input(l)].base
+                if l == layers.count - 1 && acts.lastLayerRows == .sentenceFeatures {
+                    forwardSentenceRows(batch, layer: l, buffers: a, params: base, acts: acts, x: x,
+                                        y: acts.hidden[output(l)].base,
+                                        mask: mask.baseAddress!, dropout: dropout)
+                    continue
+                }
                 linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
                               rows: n, inDim: h, outDim: 3 * h)
                 attentionForward(ctx: a.ctx.base, probs: a.probs.base, qkv: a.qkv.base, mask: mask.baseAddress!,
@@ -198,7 +240,7 @@ public struct BertEncoder {
     }
 
     /// The hidden-state and attention-probability dropouts of a pass with `dropout`.
-    private func dropouts(_ dropout: DropoutContext) -> (hidden: DropoutContext, attention: DropoutContext) {
+    func dropouts(_ dropout: DropoutContext) -> (hidden: DropoutContext, attention: DropoutContext) {
         var hidden = dropout, attention = dropout
         hidden.probability = dropout.isActive ? config.hiddenDropoutProb : 0
         attention.probability = dropout.isActive ? config.attentionProbsDropoutProb : 0
@@ -220,6 +262,10 @@ public struct BertEncoder {
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let o = layers[l], a = acts.layers[l]
             let x = acts.hidden[l].base
+            if l == layers.count - 1 && acts.lastLayerRows == .sentenceFeatures {
+                backwardSentenceRows(batch, layer: l, dOut: dOut, params: base, grads: g, acts: acts, dropout: dropout)
+                continue
+            }
             // out = LN2(r2), r2 = drop(ffn) + h1: d h1 starts as d r2 (dMid); the ffn branch gets
             // drop(d r2) (dOut).
             layerNormBackward(dx: dMid, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: dOut, x: a.r2.base,
@@ -258,6 +304,115 @@ public struct BertEncoder {
             }
         }
     }
+}
+
+extension BertEncoder {
+    /// The last layer (`layer`) for the selected rows only (`EncoderActivations.LastLayerRows`):
+    /// Q/K/V for every row (keys and values are needed for all), then attention for the selected
+    /// queries and the rest of the layer on S ≈ 2B compact rows; y[N, H] gets the selected rows.
+    /// The layer's buffers hold compact [S, ·] tensors (probs: [S, NH, T]).
+    func forwardSentenceRows(_ batch: TokenBatch, layer l: Int, buffers a: EncoderActivations.Layer,
+                             params base: UnsafeMutablePointer<Float>, acts: EncoderActivations,
+                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                             mask: UnsafePointer<Float>, dropout: DropoutContext) {
+        let c = config, o = layers[l]
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        acts.select(batch)
+        let s = acts.selectedRows.count
+        let compactA = acts.compactA.base, compactB = acts.compactB.base
+        acts.selectedRows.withUnsafeBufferPointer { rows in
+            acts.selectedPositions.withUnsafeBufferPointer { positions in
+                acts.selectionStart.withUnsafeBufferPointer { start in
+                    let sel = rows.baseAddress!
+                    linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
+                                  rows: n, inDim: h, outDim: 3 * h)
+                    gatherRows(compactB, from: a.qkv.base, rows: sel, count: s, cols: h, stride: 3 * h)
+                    attentionForward(ctx: a.ctx.base, probs: a.probs.base,
+                                     queries: (UnsafePointer(compactB), QueryRows(start: start.baseAddress!, position: positions.baseAddress!)),
+                                     qkv: a.qkv.base, mask: mask, shape: shape, dropout: attnDrop,
+                                     site: DropoutSite.attentionProbs(layer: l), scratch: acts.attentionScratch.base)
+                    linearForward(y: a.r1.base, x: a.ctx.base, weight: base + o.attnOutWeight, bias: base + o.attnOutBias,
+                                  rows: s, inDim: h, outDim: h)
+                    gatherRows(compactA, from: x, rows: sel, count: s, cols: h, stride: h)
+                    residualLayerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, sum: a.r1.base,
+                                             branch: a.r1.base, residual: compactA, gamma: base + o.ln1Gamma,
+                                             beta: base + o.ln1Beta, rows: s, cols: h, seqLen: t, eps: c.layerNormEps,
+                                             dropout: hiddenDrop, site: DropoutSite.attentionOutput(layer: l), rowMap: sel)
+                    linearForward(y: a.interPre.base, x: a.h1.base, weight: base + o.interWeight, bias: base + o.interBias,
+                                  rows: s, inDim: h, outDim: inter)
+                    geluForward(y: a.inter.base, x: a.interPre.base, count: s * inter)
+                    linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight, bias: base + o.outBias,
+                                  rows: s, inDim: inter, outDim: h)
+                    residualLayerNormForward(y: compactA, mean: a.mean2.base, rstd: a.rstd2.base, sum: a.r2.base,
+                                             branch: a.r2.base, residual: a.h1.base, gamma: base + o.ln2Gamma,
+                                             beta: base + o.ln2Beta, rows: s, cols: h, seqLen: t, eps: c.layerNormEps,
+                                             dropout: hiddenDrop, site: DropoutSite.feedForwardOutput(layer: l), rowMap: sel)
+                    for r in 0..<s { (y + sel[r] * h).update(from: compactA + r * h, count: h) }
+                }
+            }
+        }
+    }
+
+    /// Backward of `forwardSentenceRows`: dOut[N, H] (non-zero on the selected rows only) in,
+    /// d(layer input)[N, H] out in the same buffer.
+    func backwardSentenceRows(_ batch: TokenBatch, layer l: Int, dOut: UnsafeMutablePointer<Float>,
+                              params base: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>,
+                              acts: EncoderActivations, dropout: DropoutContext) {
+        let c = config, o = layers[l], a = acts.layers[l]
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        let s = acts.selectedRows.count
+        let dMid = acts.dA.base, dCtx = acts.dB.base, compactA = acts.compactA.base, compactB = acts.compactB.base
+        let x = acts.hidden[l].base
+        acts.selectedRows.withUnsafeBufferPointer { rows in
+            acts.selectedPositions.withUnsafeBufferPointer { positions in
+                acts.selectionStart.withUnsafeBufferPointer { start in
+                    let sel = rows.baseAddress!
+                    // As `backward` on S compact rows: d r2 → dMid (to h1), drop(d r2) → compactA (ffn).
+                    gatherRows(compactA, from: dOut, rows: sel, count: s, cols: h, stride: h)
+                    layerNormBackward(dx: dMid, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: compactA, x: a.r2.base,
+                                      mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: s, cols: h,
+                                      dBranch: compactA, seqLen: t, dropout: hiddenDrop,
+                                      site: DropoutSite.feedForwardOutput(layer: l), rowMap: sel)
+                    linearBackward(dx: acts.dInter.base, dWeight: g + o.outWeight, dBias: g + o.outBias, dy: compactA,
+                                   x: a.inter.base, weight: base + o.outWeight, rows: s, inDim: inter, outDim: h)
+                    geluBackward(dx: acts.dInter.base, dy: acts.dInter.base, x: a.interPre.base, count: s * inter)
+                    linearBackward(dx: dMid, dWeight: g + o.interWeight, dBias: g + o.interBias, dy: acts.dInter.base,
+                                   x: a.h1.base, weight: base + o.interWeight, rows: s, inDim: h, outDim: inter,
+                                   accumulateInput: true)
+                    // d r1 → compactB (to x, scattered into dOut below); drop(d r1) → dMid (attention output).
+                    layerNormBackward(dx: compactB, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
+                                      mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: s, cols: h,
+                                      dBranch: dMid, seqLen: t, dropout: hiddenDrop,
+                                      site: DropoutSite.attentionOutput(layer: l), rowMap: sel)
+                    linearBackward(dx: dCtx, dWeight: g + o.attnOutWeight, dBias: g + o.attnOutBias, dy: dMid,
+                                   x: a.ctx.base, weight: base + o.attnOutWeight, rows: s, inDim: h, outDim: h)
+                    dOut.update(repeating: 0, count: n * h)
+                    for r in 0..<s { (dOut + sel[r] * h).update(from: compactB + r * h, count: h) }
+                    // Attention: dK, dV for every row; dQ of the selected rows (compactA), zero elsewhere.
+                    gatherRows(compactB, from: a.qkv.base, rows: sel, count: s, cols: h, stride: 3 * h)
+                    for r in 0..<n { (acts.dQKV.base + r * 3 * h).update(repeating: 0, count: h) }
+                    attentionBackward(dqkv: acts.dQKV.base, dQueries: compactA, dctx: dCtx,
+                                      queries: (UnsafePointer(compactB), QueryRows(start: start.baseAddress!, position: positions.baseAddress!)),
+                                      qkv: a.qkv.base, probs: a.probs.base, shape: shape, dropout: attnDrop,
+                                      site: DropoutSite.attentionProbs(layer: l), scratch: acts.attentionScratch.base)
+                    for r in 0..<s { (acts.dQKV.base + sel[r] * 3 * h).update(from: compactA + r * h, count: h) }
+                    linearBackward(dx: dOut, dWeight: g + o.qkvWeight, dBias: g + o.qkvBias, dy: acts.dQKV.base,
+                                   x: x, weight: base + o.qkvWeight, rows: n, inDim: h, outDim: 3 * h,
+                                   accumulateInput: true)
+                }
+            }
+        }
+    }
+}
+
+/// dst[r, 0..<cols] = src[rows[r] · stride ..< + cols], r < count.
+func gatherRows(_ dst: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, rows: UnsafePointer<Int>,
+                count: Int, cols: Int, stride: Int) {
+    for r in 0..<count { (dst + r * cols).update(from: src + rows[r] * stride, count: cols) }
 }
 
 /// a[i] += b[i], i < n

@@ -4,11 +4,11 @@
 // Shapes: B = batch, T = sequence, NH = heads, d = head size, H = NH·d, N = B·T.
 // qkv[N, 3H] holds Q | K | V per row; head h uses columns h·d ..< (h+1)·d of each part.
 //
-// The B·NH (example, head) pairs are split over the compute threads; each thread runs its pairs
-// one at a time, start to end: scores sgemm, masked softmax and dropout on the T×T block while it
-// is in cache, then P·V. Only the softmax output is kept for the backward; the dropped
-// probabilities are recomputed from it and the mask's keys (no B·NH·T·T copy per layer).
-import CBLAS
+// The B·NH (example, head) blocks are split over the compute threads; each thread runs its blocks
+// one at a time, start to end: scores sgemm, masked softmax and dropout on the block while it is
+// in cache, then P·V. Only the softmax output is kept for the backward; the dropped probabilities
+// are recomputed from it and the mask's keys (no B·NH·T·T copy per layer). A block may take all T
+// query rows (`attentionForward`) or a few selected ones against all keys (`QueryRows`).
 
 /// HF's additive mask value for padded keys: torch.finfo(torch.float32).min.
 public let attentionMaskValue: Float = -Float.greatestFiniteMagnitude
@@ -21,8 +21,30 @@ public struct AttentionShape {
     public var hidden: Int { heads * headSize }
     /// Floats of one example's probabilities: NH·T·T.
     public var probsPerExample: Int { heads * seqLen * seqLen }
-    /// Floats of scratch `attentionForward` and `attentionBackward` need: two T×T blocks per thread.
+    /// Floats of scratch the attention kernels need: two T×T blocks per thread.
     public var scratchCount: Int { ComputeThreads.count * 2 * seqLen * seqLen }
+}
+
+/// A subset of query rows per example, compacted: example b owns compact rows
+/// `start[b] ..< start[b + 1]`, compact row s is position `position[s]` of its example.
+struct QueryRows {
+    var start: UnsafePointer<Int>
+    var position: UnsafePointer<Int>
+}
+
+/// Where one (example, head) block reads and writes: m query rows (all T, or the selected ones).
+struct AttentionBlock {
+    var q: UnsafePointer<Float>, ldq: Int                 // [m, d] query rows
+    var k: UnsafePointer<Float>, v: UnsafePointer<Float>  // [T, d] each, row stride 3H
+    var probs: UnsafeMutablePointer<Float>, ldp: Int      // [m, T] softmax output
+    var ctx: UnsafeMutablePointer<Float>, ldc: Int        // [m, d] context rows (or their gradient)
+    var m: Int
+    var example: Int, head: Int
+    /// Offset of the block's rows and columns in a compact [S, H] tensor (selected rows only).
+    var compactOffset: Int
+    /// Positions in the sequence of the query rows (their dropout keys); nil: 0 ..< T.
+    var positions: UnsafePointer<Int>?
+    @inline(__always) func position(_ i: Int) -> Int { positions.map { $0[i] } ?? i }
 }
 
 /// ctx[N, H] and probs[B, NH, T, T] (softmax output, before dropout) from qkv[N, 3H] and
@@ -30,33 +52,43 @@ public struct AttentionShape {
 public func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>, shape s: AttentionShape,
                              dropout: DropoutContext, site: Int, scratch: UnsafeMutablePointer<Float>) {
-    let t = s.seqLen, d = s.headSize, h3 = 3 * s.hidden, hid = s.hidden
+    attentionForward(ctx: ctx, probs: probs, queries: nil, qkv: qkv, mask: mask, shape: s, dropout: dropout,
+                     site: site, scratch: scratch)
+}
+
+/// The forward for all query rows (`queries == nil`: ctx [N, H], probs [B, NH, T, T]) or for the
+/// selected ones (`queries` = (their Q rows [S, H], the selection): ctx [S, H], probs [S, NH, T]).
+func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                      queries: (q: UnsafePointer<Float>, rows: QueryRows)?, qkv: UnsafePointer<Float>,
+                      mask: UnsafePointer<Float>, shape s: AttentionShape, dropout: DropoutContext, site: Int,
+                      scratch: UnsafeMutablePointer<Float>) {
+    let t = s.seqLen, d = s.headSize
     let scale = 1 / Float(d).squareRoot()
     let drop = DropoutMask(dropout, site: site)
     parallelParts(s.batch * s.heads) { part, units in
         let dropped = scratch + part * 2 * t * t
         for u in units {
-            let b = u / s.heads, h = u % s.heads
-            let q = qkv + b * t * h3 + h * d, k = q + hid, v = q + 2 * hid
-            let p = probs + u * t * t
-            sgemmSerial(transB: true, m: t, n: t, k: d, alpha: scale, a: q, lda: h3, b: k, ldb: h3, c: p, ldc: t)
-            let maskRow = mask + b * t
+            let blk = block(u, queries: queries, out: ctx, probs: probs, qkv: qkv, shape: s)
+            sgemmSerial(transB: true, m: blk.m, n: t, k: d, alpha: scale, a: blk.q, lda: blk.ldq, b: blk.k, ldb: 3 * s.hidden,
+                        c: blk.probs, ldc: blk.ldp)
+            let maskRow = mask + blk.example * t
             let padded = (0..<t).contains { maskRow[$0] == 0 }
-            for i in 0..<t {
-                softmaxRowInPlace(p + i * t, t, keyMask: padded ? maskRow : nil)
+            for i in 0..<blk.m {
+                let p = blk.probs + i * blk.ldp
+                softmaxRowInPlace(p, t, keyMask: padded ? maskRow : nil)
                 if drop.isActive {
-                    let src = p + i * t, dst = dropped + i * t
-                    let key = drop.rowKey(example: b, group: h, row: i)
+                    let key = drop.rowKey(example: blk.example, group: blk.head, row: blk.position(i))
+                    let dst = dropped + i * t
                     var j = 0
-                    while j + 8 <= t { store8(load8(src + j) * drop.multipliers(rowKey: key, column: j), dst + j); j += 8 }
+                    while j + 8 <= t { store8(load8(p + j) * drop.multipliers(rowKey: key, column: j), dst + j); j += 8 }
                     if j < t {
                         let m = drop.multipliers(rowKey: key, column: j)
-                        for l in 0..<(t - j) { dst[j + l] = src[j + l] * m[l] }
+                        for l in 0..<(t - j) { dst[j + l] = p[j + l] * m[l] }
                     }
                 }
             }
-            sgemmSerial(m: t, n: d, k: t, a: drop.isActive ? dropped : p, lda: t, b: v, ldb: h3,
-                        c: ctx + b * t * hid + h * d, ldc: hid)
+            sgemmSerial(m: blk.m, n: d, k: t, a: drop.isActive ? UnsafePointer(dropped) : UnsafePointer(blk.probs),
+                        lda: drop.isActive ? t : blk.ldp, b: blk.v, ldb: 3 * s.hidden, c: blk.ctx, ldc: blk.ldc)
         }
     }
 }
@@ -66,24 +98,37 @@ public func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMuta
 public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePointer<Float>,
                               qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, shape s: AttentionShape,
                               dropout: DropoutContext, site: Int, scratch: UnsafeMutablePointer<Float>) {
+    attentionBackward(dqkv: dqkv, dQueries: nil, dctx: dctx, queries: nil, qkv: qkv, probs: probs, shape: s,
+                      dropout: dropout, site: site, scratch: scratch)
+}
+
+/// The backward for all query rows, or for selected ones (`queries` and `dQueries` given, dctx
+/// [S, H], probs [S, NH, T]): then dQ of the selected rows goes to `dQueries` [S, H] and the Q
+/// columns of `dqkv` are left untouched; dK and dV (all rows) are written in both cases.
+func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dQueries: UnsafeMutablePointer<Float>?,
+                       dctx: UnsafePointer<Float>, queries: (q: UnsafePointer<Float>, rows: QueryRows)?,
+                       qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>, shape s: AttentionShape,
+                       dropout: DropoutContext, site: Int, scratch: UnsafeMutablePointer<Float>) {
     let t = s.seqLen, d = s.headSize, h3 = 3 * s.hidden, hid = s.hidden
     let scale = 1 / Float(d).squareRoot()
     let drop = DropoutMask(dropout, site: site)
     parallelParts(s.batch * s.heads) { part, units in
         let dP = scratch + part * 2 * t * t, dropped = dP + t * t
         for u in units {
-            let b = u / s.heads, h = u % s.heads
-            let p = probs + u * t * t
-            let q = qkv + b * t * h3 + h * d, k = q + hid, v = q + 2 * hid
-            let dq = dqkv + b * t * h3 + h * d, dk = dq + hid, dv = dq + 2 * hid
-            let dc = dctx + b * t * hid + h * d
+            // `ctx` of the block is the context gradient (read only here).
+            let blk = block(u, queries: queries, out: UnsafeMutablePointer(mutating: dctx),
+                            probs: UnsafeMutablePointer(mutating: probs), qkv: qkv, shape: s)
+            let rowOffset = blk.example * t * h3 + blk.head * d
+            let dq = queries == nil ? dqkv + rowOffset : dQueries! + blk.compactOffset
+            let ldq = queries == nil ? h3 : hid
+            let dk = dqkv + rowOffset + hid, dv = dk + hid
             // dP' = dctx · Vᵀ (w.r.t. the dropped probabilities P').
-            sgemmSerial(transB: true, m: t, n: t, k: d, a: dc, lda: hid, b: v, ldb: h3, c: dP, ldc: t)
+            sgemmSerial(transB: true, m: blk.m, n: t, k: d, a: blk.ctx, lda: blk.ldc, b: blk.v, ldb: h3, c: dP, ldc: t)
             // Per row: P' = drop(P) again, dP = drop(dP'), then softmax backward dS = P ⊙ (dP − ⟨dP, P⟩).
-            for i in 0..<t {
-                let pr = p + i * t, dr = dP + i * t
+            for i in 0..<blk.m {
+                let pr = blk.probs + i * blk.ldp, dr = dP + i * t
                 if drop.isActive {
-                    let key = drop.rowKey(example: b, group: h, row: i)
+                    let key = drop.rowKey(example: blk.example, group: blk.head, row: blk.position(i))
                     let pd = dropped + i * t
                     var j = 0
                     while j + 8 <= t {
@@ -103,12 +148,31 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
                 while j < t { dr[j] = pr[j] * (dr[j] - dot); j += 1 }
             }
             // dV = P'ᵀ · dctx ; dQ = dS · K · scale ; dK = dSᵀ · Q · scale
-            sgemmSerial(transA: true, m: t, n: d, k: t, a: drop.isActive ? UnsafePointer(dropped) : p, lda: t, b: dc, ldb: hid,
-                        c: dv, ldc: h3)
-            sgemmSerial(m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: k, ldb: h3, c: dq, ldc: h3)
-            sgemmSerial(transA: true, m: t, n: d, k: t, alpha: scale, a: dP, lda: t, b: q, ldb: h3, c: dk, ldc: h3)
+            sgemmSerial(transA: true, m: t, n: d, k: blk.m, a: drop.isActive ? UnsafePointer(dropped) : UnsafePointer(blk.probs),
+                        lda: drop.isActive ? t : blk.ldp, b: blk.ctx, ldb: blk.ldc, c: dv, ldc: h3)
+            sgemmSerial(m: blk.m, n: d, k: t, alpha: scale, a: dP, lda: t, b: blk.k, ldb: h3, c: dq, ldc: ldq)
+            sgemmSerial(transA: true, m: t, n: d, k: blk.m, alpha: scale, a: dP, lda: t, b: blk.q, ldb: blk.ldq, c: dk, ldc: h3)
         }
     }
+}
+
+/// The pointers of block u = b·NH + h: all T query rows in place in qkv, or the selected rows.
+@inline(__always)
+private func block(_ u: Int, queries: (q: UnsafePointer<Float>, rows: QueryRows)?, out: UnsafeMutablePointer<Float>,
+                   probs: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, shape s: AttentionShape) -> AttentionBlock {
+    let t = s.seqLen, d = s.headSize, hid = s.hidden
+    let b = u / s.heads, h = u % s.heads
+    let k = qkv + b * t * 3 * hid + hid + h * d
+    guard let (q, rows) = queries else {
+        return AttentionBlock(q: k - hid, ldq: 3 * hid, k: k, v: k + hid, probs: probs + u * t * t, ldp: t,
+                              ctx: out + b * t * hid + h * d, ldc: hid, m: t, example: b, head: h,
+                              compactOffset: 0, positions: nil)
+    }
+    let first = rows.start[b], offset = first * hid + h * d
+    return AttentionBlock(q: q + offset, ldq: hid, k: k, v: k + hid,
+                          probs: probs + (first * s.heads + h) * t, ldp: s.heads * t,
+                          ctx: out + offset, ldc: hid, m: rows.start[b + 1] - first, example: b, head: h,
+                          compactOffset: offset, positions: rows.position + first)
 }
 
 /// Numerically stable softmax of one row of n floats, in place; with `keyMask` (n floats, 0 =

@@ -19,21 +19,22 @@ public func layerNormForward(y: UnsafeMutablePointer<Float>, mean: UnsafeMutable
 }
 
 /// sum[N, C] = dropout(branch) + residual (`sum` may alias `branch`), then y = LN(sum)·γ + β with
-/// mean[N], rstd[N] saved: BERT's `LayerNorm(dropout(dense(h)) + h)`. Dropout rows are keyed as
-/// (example n / T, row n mod T) of `site`.
+/// mean[N], rstd[N] saved: BERT's `LayerNorm(dropout(dense(h)) + h)`. Row n's dropout key is
+/// (example g / T, position g mod T) of `site`, g = rowMap[n] (rows compacted from [B·T]) or n.
 public func residualLayerNormForward(y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
                                      rstd: UnsafeMutablePointer<Float>, sum: UnsafeMutablePointer<Float>,
                                      branch: UnsafePointer<Float>, residual: UnsafePointer<Float>,
                                      gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
                                      rows n: Int, cols c: Int, seqLen t: Int, eps: Float,
-                                     dropout: DropoutContext, site: Int) {
+                                     dropout: DropoutContext, site: Int, rowMap: UnsafePointer<Int>? = nil) {
     let mask = DropoutMask(dropout, site: site)
     parallelParts(n, minPerPart: 8) { _, rows in
         for r in rows {
             let s = sum + r * c, a = branch + r * c, h = residual + r * c
             var j = 0
             if mask.isActive {
-                let key = mask.rowKey(example: r / t, row: r % t)
+                let g = rowMap?[r] ?? r
+                let key = mask.rowKey(example: g / t, row: g % t)
                 while j + 8 <= c { store8(load8(a + j) * mask.multipliers(rowKey: key, column: j) + load8(h + j), s + j); j += 8 }
                 if j < c {
                     let m = mask.multipliers(rowKey: key, column: j)
@@ -76,14 +77,16 @@ func normalizeRow(y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Flo
 /// dx = s · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · γ and x̂ = (x − μ)·s;
 /// dγ += Σ_rows dy · x̂, dβ += Σ_rows dy. `dx` may alias `dy`.
 /// When `dBranch` is given (the input was dropout(branch) + residual), it receives dropout(dx),
-/// the branch's gradient, and dx is the residual's; `dBranch` may alias `dy` too.
+/// the branch's gradient, and dx is the residual's; `dBranch` may alias `dy` too. Dropout keys as
+/// in `residualLayerNormForward`.
 public func layerNormBackward(dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMutablePointer<Float>,
                               dBeta: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>,
                               x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                               rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
                               rows n: Int, cols c: Int,
                               dBranch: UnsafeMutablePointer<Float>? = nil, seqLen t: Int = 1,
-                              dropout: DropoutContext = .off(batch: 0), site: Int = 0) {
+                              dropout: DropoutContext = .off(batch: 0), site: Int = 0,
+                              rowMap: UnsafePointer<Int>? = nil) {
     // dγ, dβ first (dx may overwrite dy): columns split over the threads, rows summed in order.
     parallelParts(c, align: 8, minPerPart: 32) { _, cols in
         for r in 0..<n {
@@ -134,7 +137,10 @@ public func layerNormBackward(dx: UnsafeMutablePointer<Float>, dGamma: UnsafeMut
             if let dBranch {
                 let db = dBranch + r * c
                 db.update(from: dxr, count: c)
-                if mask.isActive { mask.apply(db, count: c, rowKey: mask.rowKey(example: r / t, row: r % t)) }
+                if mask.isActive {
+                    let g = rowMap?[r] ?? r
+                    mask.apply(db, count: c, rowKey: mask.rowKey(example: g / t, row: g % t))
+                }
             }
         }
     }
