@@ -56,11 +56,11 @@ func printReport(_ path: String) throws {
     guard let base = scale.first else { return }
     print("Scaling on this machine (train step, global batch \(text(base, "batch")) × seq \(text(base, "seq")), \(text(base, "model")), "
           + "gradient \(fmt(number(base, "gradient_mb"), 1)) MB allreduced in 25 MB buckets after backward):")
-    print("| ranks × threads | step ms | compute ms | allreduce ms | allreduce / step | tokens/s | speedup vs first row |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| ranks × threads | step ms | compute ms (fwd+bwd) | wait for slowest rank ms | allreduce ms | allreduce / step | tokens/s | speedup vs first row |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in scale {
         let step = number(r, "step_ms")
-        print("| \(text(r, "ranks")) × \(text(r, "threads")) | \(fmt(step)) | \(fmt(number(r, "compute_ms"))) | \(fmt(number(r, "allreduce_ms"), 1)) "
+        print("| \(text(r, "ranks")) × \(text(r, "threads")) | \(fmt(step)) | \(fmt(number(r, "compute_ms"))) | \(fmt(number(r, "wait_ms"), 1)) | \(fmt(number(r, "allreduce_ms"), 1)) "
               + "| \(fmt(100 * number(r, "allreduce_ms") / step, 1)) % | \(fmt(number(r, "tokens_per_s"))) | \(fmt(number(base, "step_ms") / step, 2)) |")
     }
     print("")

@@ -205,7 +205,7 @@ func scaleCommand() throws {
     let reducer = try GradientAllreducer(communicator: comm, parameterRanges: model.parameters.specs.map(\.range),
                                          averaging: .sum)
     let (batch, labels) = syntheticBatch(batch: local, seq: t)
-    var samples: [(step: Double, compute: Double, allreduce: Double)] = []
+    var samples: [(step: Double, compute: Double, wait: Double, allreduce: Double)] = []
     for step in 0...max(1, repeats) {
         try comm.barrier(name: "barrier(bench step)")
         let t0 = now()
@@ -213,6 +213,9 @@ func scaleCommand() throws {
         model.parameters.grads.zero()
         let loss = try model.lossAndGradient(batch, labels: labels, dropout: drop, lossScale: Float(local) / Float(globalBatch))
         let t1 = now()
+        // The wait for the slowest rank's backward, apart from the transfer itself.
+        try comm.barrier(name: "barrier(bench backward done)")
+        let t1b = now()
         let totals = try reducer.allreduce(model.parameters.grads.buffer,
                                            local: LocalStepTotals(lossSum: Double(loss) * Double(local), exampleCount: local))
         let t2 = now()
@@ -221,11 +224,11 @@ func scaleCommand() throws {
         optimizer.update(model.parameters, lr: 1e-5)
         let t3 = now()
         // Every rank's times, the slowest rank's view.
-        var times = [t3 - t0, t1 - t0, t2 - t1]
+        var times = [t3 - t0, t1 - t0, t1b - t1, t2 - t1b]
         try times.withUnsafeMutableBufferPointer { try comm.allreduce($0, .max, name: "allreduce(bench times)") }
-        if step > 0 { samples.append((times[0], times[1], times[2])) }  // step 0 is the warm-up
+        if step > 0 { samples.append((times[0], times[1], times[2], times[3])) }  // step 0 is the warm-up
     }
-    let median = { (key: KeyPath<(step: Double, compute: Double, allreduce: Double), Double>) -> Double in
+    let median = { (key: KeyPath<(step: Double, compute: Double, wait: Double, allreduce: Double), Double>) -> Double in
         let s = samples.map { $0[keyPath: key] }.sorted()
         return s[s.count / 2]
     }
@@ -233,7 +236,7 @@ func scaleCommand() throws {
         let stepS = median(\.step)
         emit(["impl": "csslm-scale", "model": modelName, "batch": globalBatch, "seq": t, "ranks": w,
               "threads": threads, "step_ms": stepS * 1e3, "compute_ms": median(\.compute) * 1e3,
-              "allreduce_ms": median(\.allreduce) * 1e3, "gradient_mb": Double(model.parameters.count * 4) / 1e6,
+              "wait_ms": median(\.wait) * 1e3, "allreduce_ms": median(\.allreduce) * 1e3, "gradient_mb": Double(model.parameters.count * 4) / 1e6,
               "tokens_per_s": Double(globalBatch * t) / stepS, "rss_mb": peakRSSMegabytes()])
     }
     if comm is MPICommunicator { MPIRuntime.finalize() }
