@@ -1,11 +1,61 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): one training step (fwd + bwd + AdamW) of the MiniLM shape at batch 16/32,
-# sequence 64/128, with tokens/s, achieved GFLOP/s and, in the same run, the machine's sgemm
-# GFLOP/s at the same GEMM shapes. Run it on an idle machine.
-# Usage: scripts/bench.sh [csslm-bench options, e.g. --model bert-base --inference]
+# Benchmark (not a test), one invocation, same machine, same thread count for both sides:
+#  - our train step (fwd + bwd + clip + AdamW, dropout 0.1) and inference (no grad) against
+#    PyTorch's (HF BertModel + the same classifier head, scripts/bench_torch.py) for MiniLM-L6
+#    (batch 16/32 × seq 64/128) and BERT-base (batch 16/32 × seq 128; all four with BENCH_BERT_FULL=1),
+#    with tokens/s, GFLOP/s, the sgemm ceiling at the same GEMM shapes and each side's peak RSS
+#    (every configuration runs in its own process); ours computes the last layer for the [CLS] and
+#    [SEP] rows only (what the head reads), plus one row with every token computed;
+#  - scaling: the MiniLM b32 s128 step at 1 rank × 1 thread and 2 ranks × 1 thread (mpirun), with
+#    the gradient allreduce timed apart.
+# PyTorch comes from a venv the script creates (.venv-bench: torch 2.13.0+cpu, transformers); if pip
+# cannot provide it, the tables carry our figures only. BENCH_PYTHON=/path/to/python uses another
+# interpreter that has torch and transformers. BENCH_THREADS overrides the thread count (nproc).
+# Takes ~10 minutes on 2 cores; run it on an otherwise idle machine (the load average is printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-swift build "${SWIFT_FLAGS[@]}" --product csslm-bench >/dev/null
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$(nproc)}
-.build/release/csslm-bench "$@"
+start=$(date +%s)
+threads=${BENCH_THREADS:-$(nproc)}
+echo "csslm bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $threads threads per side, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+if ! build_log=$(swift build "${SWIFT_FLAGS[@]}" --product csslm-bench 2>&1); then echo "$build_log"; exit 1; fi
+bench=.build/release/csslm-bench
+
+python=${BENCH_PYTHON:-}
+if [[ -z "$python" ]]; then
+  if [[ ! -x .venv-bench/bin/python ]] || ! .venv-bench/bin/python -c "import torch, transformers" 2>/dev/null; then
+    echo "Creating .venv-bench with torch 2.13.0+cpu and transformers (once)..."
+    if python3 -m venv .venv-bench >/dev/null 2>&1 \
+       && .venv-bench/bin/pip install --quiet "torch==2.13.0+cpu" transformers >/tmp/csslm-bench-pip.log 2>&1; then
+      :
+    else
+      echo "PyTorch unavailable: could not create the venv or pip-install torch==2.13.0+cpu (log: /tmp/csslm-bench-pip.log); printing our figures only."
+    fi
+  fi
+  [[ -x .venv-bench/bin/python ]] && .venv-bench/bin/python -c "import torch, transformers" 2>/dev/null && python=.venv-bench/bin/python
+fi
+
+results=$(mktemp /tmp/csslm-bench.XXXXXX.jsonl)
+config() {  # model batch seq repeats
+  echo "  $1 batch $2 seq $3 ..." >&2
+  OPENBLAS_NUM_THREADS=$threads "$bench" run --model "$1" --batch "$2" --seq "$3" --repeats "$4" >>"$results"
+  if [[ -n "$python" ]]; then
+    OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
+      "$python" scripts/bench_torch.py --model "$1" --batch "$2" --seq "$3" --repeats "$4" --threads "$threads" >>"$results" \
+      || echo "  (PyTorch run failed for $1 $2 $3)" >&2
+  fi
+}
+for b in 16 32; do for t in 64 128; do config minilm $b $t 3; done; done
+echo "  minilm batch 32 seq 128, ours with every row of the last layer ..." >&2
+OPENBLAS_NUM_THREADS=$threads "$bench" run --model minilm --batch 32 --seq 128 --repeats 3 --last-layer all >>"$results"
+bert_seqs="128"; [[ -n "${BENCH_BERT_FULL:-}" ]] && bert_seqs="64 128"
+for b in 16 32; do for t in $bert_seqs; do config bert-base $b $t 1; done; done
+
+echo "  scaling: 1 rank × 1 thread, 2 ranks × 1 thread ..." >&2
+OPENBLAS_NUM_THREADS=1 "$bench" scale --model minilm --batch 32 --seq 128 --repeats 3 >>"$results"
+OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS \
+  "$bench" scale --model minilm --batch 32 --seq 128 --repeats 3 >>"$results"
+
+echo
+"$bench" report "$results"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(( $(date +%s) - start )) s; raw results: $results"

@@ -1,6 +1,19 @@
-// Benchmark driver for scripts/bench.sh: times one training step (encoder + classifier forward,
-// backward, AdamW) at given shapes, and in the same run the machine's sgemm at the shapes of the
-// step's linear layers, so the ratio is the fraction of the BLAS ceiling the step reaches.
+// Benchmark driver for scripts/bench.sh (a measurement, not a test). Subcommands, each printing
+// one JSON line per result so that every configuration can run in its own process (its own peak
+// RSS) and `report` can put ours and PyTorch's side by side:
+//
+//   csslm-bench run --model minilm|bert-base --batch B --seq T [--repeats R] [--modes inference,train]
+//                   [--ceiling off] [--last-layer all]
+//       inference: encoder + classifier head forward, dropout off, no activations kept;
+//       train: forward with dropout 0.1, cross-entropy, backward, gradient-norm clip, AdamW;
+//       and the machine's sgemm GFLOP/s at the step's GEMM shapes (the ceiling). The last layer
+//       computes only the [CLS] and [SEP] rows the head reads (the same loss and gradients;
+//       `--last-layer all` computes every row, as HF's BertModel does).
+//   csslm-bench scale --model M --batch B --seq T [--repeats R]
+//       the train step data-parallel over the ranks of mpirun (or alone): each rank takes its
+//       slice of the global batch; the gradient allreduce (GradientAllreducer) is timed apart.
+//   csslm-bench report FILE
+//       the tables of scripts/bench.sh from the JSON lines in FILE.
 import CBLAS
 import CSSLM
 import Foundation
@@ -11,100 +24,230 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Median seconds of `repeats` runs of `body` after one warm-up run.
-func timeIt(repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+/// Median seconds of `repeats` runs of `body` after one warm-up run; the fastest run in `fastest`.
+func timeIt(repeats: Int, fastest: UnsafeMutablePointer<Double>? = nil, _ body: () throws -> Void) rethrows -> Double {
     try body()
     var times: [Double] = []
-    for _ in 0..<repeats { let t0 = now(); try body(); times.append(now() - t0) }
+    for _ in 0..<max(1, repeats) { let t0 = now(); try body(); times.append(now() - t0) }
+    fastest?.pointee = times.min()!
     return times.sorted()[times.count / 2]
 }
 
-/// Matmul FLOPs of one forward pass (linear layers, attention products) and its GEMM shapes.
-func forwardFlops(_ c: BertConfig, batch b: Int, seq t: Int) -> (total: Double, gemms: [(m: Int, n: Int, k: Int)]) {
+/// User + system CPU seconds of this process so far (all threads).
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6
+}
+
+/// Peak resident set of this process so far, MB (getrusage: KiB on Linux).
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+func emit(_ fields: [String: Any]) {
+    let finite = fields.filter { ($0.value as? Double)?.isFinite ?? true }  // JSON has no NaN
+    let data = try! JSONSerialization.data(withJSONObject: finite, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    fflush(stdout)
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write((message + "\n").data(using: .utf8)!)
+    exit(2)
+}
+
+// MARK: Arguments
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+let command = arguments.isEmpty ? "" : arguments.removeFirst()
+
+func option(_ name: String) -> String? {
+    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
+    return arguments[i + 1]
+}
+
+func modelConfig(_ name: String) -> BertConfig {
+    switch name {
+    case "minilm": return BertConfig(vocabSize: 30522, hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536)
+    case "bert-base": return BertConfig(vocabSize: 30522, hiddenSize: 768, numHiddenLayers: 12, numAttentionHeads: 12, intermediateSize: 3072)
+    default: fail("unknown model \(name) (minilm, bert-base)")
+    }
+}
+
+// MARK: FLOPs and the sgemm ceiling
+
+struct GemmShape { var m: Int, n: Int, k: Int, transA: Bool, transB: Bool }
+
+/// Matmul FLOPs of one forward pass (linear layers and attention products).
+func forwardFlops(_ c: BertConfig, batch b: Int, seq t: Int) -> Double {
     let n = b * t, h = c.hiddenSize, i = c.intermediateSize
-    let gemms = [(n, 3 * h, h), (n, h, h), (n, i, h), (n, h, i)]
-    let linear = gemms.reduce(0.0) { $0 + 2 * Double($1.0 * $1.1 * $1.2) }
+    let linear = 2.0 * Double(n) * Double(3 * h * h + h * h + 2 * h * i)
     let attention = 2 * 2 * Double(b * c.numAttentionHeads * t * t * c.headSize)
-    return (Double(c.numHiddenLayers) * (linear + attention), gemms.map { (m: $0.0, n: $0.1, k: $0.2) })
+    return Double(c.numHiddenLayers) * (linear + attention)
 }
 
-/// sgemm GFLOP/s over the given shapes (y = x·Wᵀ as the linear layers call it), FLOP-weighted.
-func sgemmCeiling(_ shapes: [(m: Int, n: Int, k: Int)]) -> Double {
-    var flops = 0.0, seconds = 0.0
-    for s in shapes {
-        let a = FloatBuffer(count: s.m * s.k), w = FloatBuffer(count: s.n * s.k), y = FloatBuffer(count: s.m * s.n)
-        for j in 0..<a.count { a[j] = Float(j % 7) * 0.01 }
-        for j in 0..<w.count { w[j] = Float(j % 5) * 0.01 }
-        let sec = timeIt(repeats: 5) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(s.m), Int32(s.n), Int32(s.k), 1,
-                        a.base, Int32(s.k), w.base, Int32(s.k), 0, y.base, Int32(s.m == 0 ? 1 : s.n))
+/// The linear layers' GEMMs of a forward pass (y = x·Wᵀ) and, for training, of the backward
+/// (dx = dy·W, dW += dyᵀ·x).
+func linearGemms(_ c: BertConfig, rows n: Int, train: Bool) -> [GemmShape] {
+    let h = c.hiddenSize, i = c.intermediateSize
+    var shapes: [GemmShape] = []
+    for (out, inp) in [(3 * h, h), (h, h), (i, h), (h, i)] {
+        shapes.append(GemmShape(m: n, n: out, k: inp, transA: false, transB: true))
+        if train {
+            shapes.append(GemmShape(m: n, n: inp, k: out, transA: false, transB: false))
+            shapes.append(GemmShape(m: out, n: inp, k: n, transA: true, transB: false))
         }
-        flops += 2 * Double(s.m * s.n * s.k); seconds += sec
     }
-    return flops / seconds / 1e9
+    return shapes
 }
 
-struct Options {
-    var model = "minilm"
-    var batches = [16, 32]
-    var seqs = [64, 128]
-    var repeats = 3
-    var inference = false
-}
-
-var opts = Options()
-var args = CommandLine.arguments.dropFirst().makeIterator()
-while let a = args.next() {
-    switch a {
-    case "--model": opts.model = args.next() ?? opts.model
-    case "--batch": opts.batches = (args.next() ?? "").split(separator: ",").compactMap { Int($0) }
-    case "--seq": opts.seqs = (args.next() ?? "").split(separator: ",").compactMap { Int($0) }
-    case "--repeats": opts.repeats = Int(args.next() ?? "") ?? opts.repeats
-    case "--inference": opts.inference = true
-    default:
-        FileHandle.standardError.write("usage: csslm-bench [--model minilm|bert-base] [--batch 16,32] [--seq 64,128] [--repeats N] [--inference]\n".data(using: .utf8)!)
-        exit(2)
+/// FLOP-weighted sgemm GFLOP/s over `shapes`: OpenBLAS with `threads` threads on the whole
+/// product, and `sgemm` (rows split over the compute threads, one single-threaded OpenBLAS call
+/// each), the way the kernels call it.
+func sgemmCeiling(_ shapes: [GemmShape], threads: Int) -> (openblas: Double, split: Double) {
+    var flops = 0.0, secondsOpenBLAS = 0.0, secondsSplit = 0.0
+    for s in shapes {
+        let a = FloatBuffer(count: s.m * s.k), b = FloatBuffer(count: s.n * s.k), c = FloatBuffer(count: s.m * s.n)
+        for j in 0..<a.count { a[j] = Float(j % 7) * 0.01 }
+        for j in 0..<b.count { b[j] = Float(j % 5) * 0.01 }
+        let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
+        openblas_set_num_threads(Int32(threads))
+        secondsOpenBLAS += timeIt(repeats: 3) {
+            cblas_sgemm(CblasRowMajor, s.transA ? CblasTrans : CblasNoTrans, s.transB ? CblasTrans : CblasNoTrans,
+                        Int32(s.m), Int32(s.n), Int32(s.k), 1, a.base, Int32(lda), b.base, Int32(ldb), 0, c.base, Int32(s.n))
+        }
+        if ComputeThreads.count > 1 { openblas_set_num_threads(1) }
+        secondsSplit += timeIt(repeats: 3) {
+            sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.base, lda: lda, b: b.base, ldb: ldb,
+                  c: c.base, ldc: s.n)
+        }
+        flops += 2 * Double(s.m * s.n * s.k)
     }
+    return (flops / secondsOpenBLAS / 1e9, flops / secondsSplit / 1e9)
 }
 
-let config: BertConfig
-switch opts.model {
-case "minilm": config = BertConfig(vocabSize: 30522, hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536)
-case "bert-base": config = BertConfig(vocabSize: 30522, hiddenSize: 768, numHiddenLayers: 12, numAttentionHeads: 12, intermediateSize: 3072)
-default: print("unknown model \(opts.model)"); exit(2)
+// MARK: The step
+
+/// A synthetic batch: [CLS] random ids [SEP], no padding, alternating labels.
+func syntheticBatch(batch b: Int, seq t: Int) -> (TokenBatch, [Int]) {
+    var rng = SplitMix64(seed: 7)
+    let ids = (0..<(b * t)).map { $0 % t == 0 ? Int32(101) : ($0 % t == t - 1 ? 102 : Int32(1000 + rng.nextInt(below: 20000))) }
+    let batch = TokenBatch(batch: b, seqLen: t, ids: ids, mask: [Float](repeating: 1, count: b * t),
+                           sepPositions: [Int](repeating: t - 1, count: b))
+    return (batch, (0..<b).map { $0 % 2 })
 }
 
-let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "default"
-print("model \(opts.model) (L=\(config.numHiddenLayers), H=\(config.hiddenSize)), OPENBLAS_NUM_THREADS=\(threads), mode \(opts.inference ? "inference" : "train step (fwd+bwd+AdamW)")")
-print("| batch | seq | ms/step | tokens/s | GFLOP/s | sgemm GFLOP/s | fraction of ceiling |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
-let model = BertClassifier(config: config, numLabels: 2, seed: 1)
-let optimizer = AdamW(config: AdamWConfig(learningRate: 1e-5), parameterCount: model.parameters.count)
-var rng = SplitMix64(seed: 7)
-for b in opts.batches {
-    for t in opts.seqs {
-        let ids = (0..<(b * t)).map { $0 % t == 0 ? Int32(101) : ($0 % t == t - 1 ? 102 : Int32(1000 + rng.nextInt(below: 20000))) }
-        let batch = TokenBatch(batch: b, seqLen: t, ids: ids, mask: [Float](repeating: 1, count: b * t),
-                               sepPositions: [Int](repeating: t - 1, count: b))
-        let labels = (0..<b).map { $0 % 2 }
+let threads = ComputeThreads.count
+
+func runCommand() throws {
+    let modelName = option("--model") ?? "minilm"
+    let config = modelConfig(modelName)
+    let b = Int(option("--batch") ?? "") ?? 32, t = Int(option("--seq") ?? "") ?? 128
+    let repeats = Int(option("--repeats") ?? "") ?? 3
+    let modes = (option("--modes") ?? "inference,train").split(separator: ",").map(String.init)
+    let model = BertClassifier(config: config, numLabels: 2, seed: 1)
+    let fullLastLayer = option("--last-layer") == "all"
+    model.encoderActivations.lastLayerRows = fullLastLayer ? .all : .sentenceFeatures
+    let (batch, labels) = syntheticBatch(batch: b, seq: t)
+    var optimizer: AdamW?
+    for mode in modes {
+        let train = mode == "train"
         var step = 0
-        let seconds = try timeIt(repeats: opts.repeats) {
-            if opts.inference {
-                try model.forward(batch, dropout: .off(batch: b))
-            } else {
+        var cpu = 0.0, fastest = 0.0
+        let seconds = try timeIt(repeats: repeats, fastest: &fastest) {
+            let c0 = cpuSeconds()
+            defer { cpu = cpuSeconds() - c0 }  // the last run's
+            if train {
+                let opt = optimizer ?? AdamW(config: AdamWConfig(learningRate: 1e-5), parameterCount: model.parameters.count)
+                optimizer = opt
                 let drop = DropoutContext(probability: 0.1, seed: 1, step: step, exampleIndex: Array(0..<b))
                 model.parameters.grads.zero()
                 try model.lossAndGradient(batch, labels: labels, dropout: drop)
                 clipGradientNorm(model.parameters.grads, maxNorm: 1)
-                optimizer.update(model.parameters, lr: 1e-5)
+                opt.update(model.parameters, lr: 1e-5)
                 step += 1
+            } else {
+                // BertClassifier.forward without keeping activations for a backward.
+                let values = model.parameters.values.base
+                model.encoder.forward(batch, params: values, acts: model.encoderActivations, dropout: .off(batch: b),
+                                      keepForBackward: false)
+                model.head.forward(batch, lastHidden: model.encoderActivations.lastHidden, params: values,
+                                   acts: model.headActivations, dropout: .off(batch: b))
             }
         }
-        let f = forwardFlops(config, batch: b, seq: t)
-        let flops = opts.inference ? f.total : 3 * f.total
-        let achieved = flops / seconds / 1e9
-        let ceiling = sgemmCeiling(f.gemms)
-        print(String(format: "| %d | %d | %.0f | %.0f | %.1f | %.1f | %.2f |", b, t, seconds * 1e3,
-                     Double(b * t) / seconds, achieved, ceiling, achieved / ceiling))
+        let rss = peakRSSMegabytes()
+        let ceiling = option("--ceiling") == "off" ? (openblas: Double.nan, split: Double.nan)
+            : sgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
+        let flops = (train ? 3 : 1) * forwardFlops(config, batch: b, seq: t)
+        emit(["impl": "csslm", "model": modelName + (fullLastLayer ? " (all rows)" : ""), "batch": b, "seq": t, "threads": threads, "mode": mode,
+              "ms": seconds * 1e3, "min_ms": fastest * 1e3, "cpu_ms_last": cpu * 1e3, "rss_mb": rss, "gflop": flops / 1e9,
+              "ceiling_openblas": ceiling.openblas, "ceiling_split": ceiling.split])
     }
+}
+
+// MARK: Scaling over ranks
+
+func scaleCommand() throws {
+    let modelName = option("--model") ?? "minilm"
+    let config = modelConfig(modelName)
+    let globalBatch = Int(option("--batch") ?? "") ?? 32, t = Int(option("--seq") ?? "") ?? 128
+    let repeats = Int(option("--repeats") ?? "") ?? 3
+    let comm: Communicator = MPIRuntime.isLaunchedByMPIRun ? try MPICommunicator() : SingleProcessCommunicator()
+    let w = comm.size, rank = comm.rank
+    precondition(globalBatch % w == 0, "the global batch must divide over the ranks")
+    let local = globalBatch / w, first = rank * local
+    let model = BertClassifier(config: config, numLabels: 2, seed: 1)
+    model.encoderActivations.lastLayerRows = .sentenceFeatures
+    let optimizer = AdamW(config: AdamWConfig(learningRate: 1e-5), parameterCount: model.parameters.count)
+    let reducer = try GradientAllreducer(communicator: comm, parameterRanges: model.parameters.specs.map(\.range),
+                                         averaging: .sum)
+    let (batch, labels) = syntheticBatch(batch: local, seq: t)
+    var samples: [(step: Double, compute: Double, wait: Double, allreduce: Double)] = []
+    for step in 0...max(1, repeats) {
+        try comm.barrier(name: "barrier(bench step)")
+        let t0 = now()
+        let drop = DropoutContext(probability: 0.1, seed: 1, step: step, exampleIndex: Array(first..<(first + local)))
+        model.parameters.grads.zero()
+        let loss = try model.lossAndGradient(batch, labels: labels, dropout: drop, lossScale: Float(local) / Float(globalBatch))
+        let t1 = now()
+        // The wait for the slowest rank's backward, apart from the transfer itself.
+        try comm.barrier(name: "barrier(bench backward done)")
+        let t1b = now()
+        let totals = try reducer.allreduce(model.parameters.grads.buffer,
+                                           local: LocalStepTotals(lossSum: Double(loss) * Double(local), exampleCount: local))
+        let t2 = now()
+        let coef = min(1, 1 / (Float(totals.gradientNorm) + 1e-6))
+        if coef < 1 { scale(model.parameters.grads.base, model.parameters.grads.count, by: coef) }
+        optimizer.update(model.parameters, lr: 1e-5)
+        let t3 = now()
+        // Every rank's times, the slowest rank's view.
+        var times = [t3 - t0, t1 - t0, t1b - t1, t2 - t1b]
+        try times.withUnsafeMutableBufferPointer { try comm.allreduce($0, .max, name: "allreduce(bench times)") }
+        if step > 0 { samples.append((times[0], times[1], times[2], times[3])) }  // step 0 is the warm-up
+    }
+    let median = { (key: KeyPath<(step: Double, compute: Double, wait: Double, allreduce: Double), Double>) -> Double in
+        let s = samples.map { $0[keyPath: key] }.sorted()
+        return s[s.count / 2]
+    }
+    if rank == 0 {
+        let stepS = median(\.step)
+        emit(["impl": "csslm-scale", "model": modelName, "batch": globalBatch, "seq": t, "ranks": w,
+              "threads": threads, "step_ms": stepS * 1e3, "compute_ms": median(\.compute) * 1e3,
+              "wait_ms": median(\.wait) * 1e3, "allreduce_ms": median(\.allreduce) * 1e3, "gradient_mb": Double(model.parameters.count * 4) / 1e6,
+              "tokens_per_s": Double(globalBatch * t) / stepS, "rss_mb": peakRSSMegabytes()])
+    }
+    if comm is MPICommunicator { MPIRuntime.finalize() }
+}
+
+switch command {
+case "run": try runCommand()
+case "scale": try scaleCommand()
+case "report":
+    guard let path = arguments.first else { fail("usage: csslm-bench report FILE") }
+    try printReport(path)
+default:
+    fail("usage: csslm-bench run|scale|report ... (see scripts/bench.sh)")
 }

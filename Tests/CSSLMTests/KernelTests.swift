@@ -1,5 +1,7 @@
-// Kernels against independent references: libm for exp/erf, the definition of dropout, and the
-// split-batch invariant (the gradient of a batch equals the sum over its parts, dropout included).
+// Kernels against independent references: libm for exp/erf, the definition of dropout, the
+// split-batch invariant (the gradient of a batch equals the sum over its parts, dropout included),
+// and the encoder's shortcuts (selected last-layer rows, inference without kept activations)
+// against its full computation.
 import Foundation
 import XCTest
 @testable import CSSLM
@@ -86,6 +88,40 @@ final class KernelTests: XCTestCase {
         }
         XCTAssertEqual(lossFull, lossParts, accuracy: 1e-5)
         assertClose("split-batch gradient", model.parameters.grads.toArray(), whole, tolerance: 1e-5)
+    }
+
+    /// The last layer on the [CLS] and [SEP] rows alone gives the full layer's sentence features,
+    /// loss and every gradient (dropout on, padded batch); inference without kept activations
+    /// gives the same logits as a forward that keeps them.
+    func testSentenceRowsLastLayerAndInferenceForwardMatchTheFullComputation() throws {
+        let config = BertConfig(vocabSize: 50, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2,
+                                intermediateSize: 32, maxPositionEmbeddings: 8)
+        let model = BertClassifier(config: config, numLabels: 3, seed: 5)
+        let batch = try TokenBatch(sequences: [[2, 11, 12, 3], [2, 13, 3], [2, 14, 15, 16, 3, 17, 3], [2, 3]], sepId: 3)
+        let labels = [0, 2, 1, 2]
+        let drop = DropoutContext(probability: 0.2, seed: 9, step: 1, exampleIndex: [4, 5, 6, 7])
+        func run(_ rows: EncoderActivations.LastLayerRows) throws -> (loss: Float, grads: [Float], t: [Float], e: [Float]) {
+            model.encoderActivations.lastLayerRows = rows
+            model.parameters.grads.zero()
+            let loss = try model.lossAndGradient(batch, labels: labels, dropout: drop)
+            var t = [Float](repeating: 0, count: 4 * 16), e = t
+            model.sentenceFeatures(batch, t: &t, e: &e)
+            return (loss, model.parameters.grads.toArray(), t, e)
+        }
+        let full = try run(.all), selected = try run(.sentenceFeatures)
+        XCTAssertEqual(full.loss, selected.loss, accuracy: 1e-6)
+        assertClose("t(x)", selected.t, full.t, tolerance: 1e-6)
+        assertClose("e(x)", selected.e, full.e, tolerance: 1e-6)
+        assertClose("gradient", selected.grads, full.grads, tolerance: 1e-5)
+
+        model.encoderActivations.lastLayerRows = .all
+        let kept = try model.logits(batch)
+        model.encoder.forward(batch, params: model.parameters.values.base, acts: model.encoderActivations,
+                              dropout: .off(batch: 4), keepForBackward: false)
+        model.head.forward(batch, lastHidden: model.encoderActivations.lastHidden, params: model.parameters.values.base,
+                           acts: model.headActivations, dropout: .off(batch: 4))
+        assertClose("logits without kept activations",
+                    Array(UnsafeBufferPointer(start: model.headActivations.logits.base, count: 12)), kept, tolerance: 1e-6)
     }
 
     func testLinearScheduleWarmsUpThenDecaysToZero() {

@@ -36,12 +36,12 @@ public func bertEncoderTensors(_ c: BertConfig) -> [(name: String, shape: [Int])
     return t
 }
 
-/// What one forward pass keeps for the backward, sized for the largest batch seen.
+/// What one forward pass keeps for the backward, sized for the largest batch seen: one arena per
+/// tensor kind, allocated once, so a step allocates nothing.
 public final class EncoderActivations {
     final class Layer {
         var qkv = FloatBuffer(count: 0)        // [N, 3H]
-        var probs = FloatBuffer(count: 0)      // [B, NH, T, T] softmax output
-        var probsDropped = FloatBuffer(count: 0) // [B, NH, T, T] after dropout (training only)
+        var probs = FloatBuffer(count: 0)      // [B, NH, T, T] softmax output (before dropout)
         var ctx = FloatBuffer(count: 0)        // [N, H]
         var r1 = FloatBuffer(count: 0)         // [N, H] attention residual sum (LN1 input)
         var mean1 = FloatBuffer(count: 0), rstd1 = FloatBuffer(count: 0) // [N]
@@ -52,28 +52,70 @@ public final class EncoderActivations {
         var mean2 = FloatBuffer(count: 0), rstd2 = FloatBuffer(count: 0) // [N]
     }
     var layers: [Layer] = []
-    /// hidden[0] = embedding output, hidden[l + 1] = output of layer l: each [N, H].
+    /// hidden[0] = embedding output, hidden[l + 1] = output of layer l: each [N, H]. After a
+    /// forward that did not keep its activations, only hidden[0] and hidden[1] hold anything.
     public private(set) var hidden: [FloatBuffer] = []
     var embSum = FloatBuffer(count: 0)        // [N, H] before the embedding LayerNorm
     var embMean = FloatBuffer(count: 0), embRstd = FloatBuffer(count: 0)
-    // Backward scratch.
+    // Backward scratch, and the attention's per-thread T×T blocks.
     var dA = FloatBuffer(count: 0), dB = FloatBuffer(count: 0), dInter = FloatBuffer(count: 0)
-    var dQKV = FloatBuffer(count: 0), dProbs = FloatBuffer(count: 0)
-    private var capacity = (rows: -1, probs: -1, dropped: false)
+    var dQKV = FloatBuffer(count: 0), attentionScratch = FloatBuffer(count: 0)
+    /// Compact [S, H] scratch of the last layer when it computes selected rows only.
+    var compactA = FloatBuffer(count: 0), compactB = FloatBuffer(count: 0)
+    private var capacity = (rows: -1, probs: -1, scratch: -1)
+    /// Index in `hidden` of the latest forward's output.
+    fileprivate(set) var lastIndex = 0
+
+    /// Which rows of the last layer's output a forward computes.
+    public enum LastLayerRows: Sendable {
+        /// Every token's (HF's last_hidden_state).
+        case all
+        /// Only each sequence's [CLS] (position 0) and first [SEP] row: all that the CSS-LM heads
+        /// and sentence features read. The last layer then runs its attention queries, output
+        /// projection and feed-forward on those rows alone (≈ 3/4 of its work saved); the other
+        /// rows of `lastHidden` are left as they were, and they get no gradient.
+        case sentenceFeatures
+    }
+
+    /// Set to `.sentenceFeatures` when only t(x) and e(x) are used (training the CSS-LM heads,
+    /// encoding a corpus); `.all` (the default) gives every token's hidden state.
+    public var lastLayerRows = LastLayerRows.all
+
+    /// The last layer's selected rows (global row b·T + position, ascending), their positions, and
+    /// per example b the range `selectionStart[b] ..< selectionStart[b + 1]` of them.
+    var selectedRows: [Int] = [], selectedPositions: [Int] = [], selectionStart: [Int] = []
 
     public init() {}
 
-    func ensure(_ c: BertConfig, batch: Int, seqLen: Int, keepDropped: Bool) {
-        let n = batch * seqLen, h = c.hiddenSize, i = c.intermediateSize
-        let np = batch * c.numAttentionHeads * seqLen * seqLen
-        if n <= capacity.rows && np <= capacity.probs && (!keepDropped || capacity.dropped) && layers.count == c.numHiddenLayers { return }
+    func select(_ batch: TokenBatch) {
+        selectedRows.removeAll(keepingCapacity: true)
+        selectedPositions.removeAll(keepingCapacity: true)
+        selectionStart.removeAll(keepingCapacity: true)
+        for b in 0..<batch.batch {
+            selectionStart.append(selectedRows.count)
+            for p in Set([0, batch.sepPositions[b]]).sorted() {
+                selectedRows.append(b * batch.seqLen + p)
+                selectedPositions.append(p)
+            }
+        }
+        selectionStart.append(selectedRows.count)
+    }
+
+    /// Sizes the arena for `shape`: every layer's buffers when the pass keeps them for a backward,
+    /// else one layer's, reused by every layer (inference).
+    func ensure(_ c: BertConfig, shape: AttentionShape, keepForBackward: Bool) {
+        let n = shape.batch * shape.seqLen, h = c.hiddenSize, i = c.intermediateSize
+        let np = shape.batch * shape.probsPerExample
+        let layerCount = keepForBackward ? c.numHiddenLayers : max(1, layers.count)
+        if n <= capacity.rows && np <= capacity.probs && shape.scratchCount <= capacity.scratch
+            && layers.count >= layerCount { return }
         let rows = max(n, capacity.rows), probs = max(np, capacity.probs)
-        let dropped = keepDropped || capacity.dropped
-        capacity = (rows, probs, dropped)
-        layers = (0..<c.numHiddenLayers).map { _ in
+        capacity = (rows, probs, max(shape.scratchCount, capacity.scratch))
+        // Release the old arena before allocating the new one (peak memory).
+        layers = []; hidden = []
+        layers = (0..<layerCount).map { _ in
             let l = Layer()
             l.qkv = FloatBuffer(count: rows * 3 * h); l.probs = FloatBuffer(count: probs)
-            l.probsDropped = FloatBuffer(count: dropped ? probs : 0)
             l.ctx = FloatBuffer(count: rows * h); l.r1 = FloatBuffer(count: rows * h)
             l.mean1 = FloatBuffer(count: rows); l.rstd1 = FloatBuffer(count: rows)
             l.h1 = FloatBuffer(count: rows * h); l.interPre = FloatBuffer(count: rows * i)
@@ -81,16 +123,18 @@ public final class EncoderActivations {
             l.mean2 = FloatBuffer(count: rows); l.rstd2 = FloatBuffer(count: rows)
             return l
         }
-        hidden = (0...c.numHiddenLayers).map { _ in FloatBuffer(count: rows * h) }
+        hidden = (0...layerCount).map { _ in FloatBuffer(count: rows * h) }
         embSum = FloatBuffer(count: rows * h)
         embMean = FloatBuffer(count: rows); embRstd = FloatBuffer(count: rows)
+        // Backward scratch: mapped, not touched until a backward writes it.
         dA = FloatBuffer(count: rows * h); dB = FloatBuffer(count: rows * h)
         dInter = FloatBuffer(count: rows * i); dQKV = FloatBuffer(count: rows * 3 * h)
-        dProbs = FloatBuffer(count: probs)
+        attentionScratch = FloatBuffer(count: capacity.scratch)
+        compactA = FloatBuffer(count: rows * h); compactB = FloatBuffer(count: rows * h)
     }
 
     /// Last-layer hidden states [N, H] of the latest forward.
-    public var lastHidden: UnsafeMutablePointer<Float> { hidden[hidden.count - 1].base }
+    public var lastHidden: UnsafeMutablePointer<Float> { hidden[lastIndex].base }
 }
 
 /// The encoder's computation over a `ParameterSet` that holds `bertEncoderTensors(config)`.
@@ -132,63 +176,75 @@ public struct BertEncoder {
     /// Runs the encoder on `batch`; the result is `acts.lastHidden` [N, H] (and `acts.hidden`).
     /// Dropout is active when `dropout.probability > 0`; the config's probabilities are scaled
     /// by it being non-zero (hidden and attention use their own config values).
+    /// With `keepForBackward: false` (inference) every layer reuses one layer's buffers and
+    /// `backward` must not follow.
     public func forward(_ batch: TokenBatch, params base: UnsafeMutablePointer<Float>,
-                        acts: EncoderActivations, dropout: DropoutContext) {
+                        acts: EncoderActivations, dropout: DropoutContext, keepForBackward: Bool = true) {
         let c = config
-        let n = batch.rows, h = c.hiddenSize, inter = c.intermediateSize
-        let training = dropout.isActive
-        acts.ensure(c, batch: batch.batch, seqLen: batch.seqLen, keepDropped: training)
-        var hiddenDrop = dropout; hiddenDrop.probability = training ? c.hiddenDropoutProb : 0
-        var attnDrop = dropout; attnDrop.probability = training ? c.attentionProbsDropoutProb : 0
-        let shape = AttentionShape(batch: batch.batch, seqLen: batch.seqLen, heads: c.numAttentionHeads,
-                                   headSize: c.headSize)
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        acts.ensure(c, shape: shape, keepForBackward: keepForBackward)
+        // Layer l's buffers and input/output hidden states (ping-pong between 0 and 1 when not kept).
+        let kept = keepForBackward
+        let input = { (l: Int) in kept ? l : l % 2 }, output = { (l: Int) in kept ? l + 1 : (l + 1) % 2 }
+        acts.lastIndex = output(c.numHiddenLayers - 1)
 
         batch.ids.withUnsafeBufferPointer { ids in
             batch.typeIds.withUnsafeBufferPointer { types in
                 embeddingForward(out: acts.embSum.base, ids: ids.baseAddress!, typeIds: types.baseAddress!,
                                  word: base + word, position: base + position, tokenType: base + tokenType,
-                                 rows: n, seqLen: batch.seqLen, hidden: h)
+                                 rows: n, seqLen: t, hidden: h)
             }
         }
         layerNormForward(y: acts.hidden[0].base, mean: acts.embMean.base, rstd: acts.embRstd.base,
                          x: acts.embSum.base, gamma: base + embGamma, beta: base + embBeta,
                          rows: n, cols: h, eps: c.layerNormEps)
-        dropoutApply(acts.hidden[0].base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                     site: DropoutSite.embeddings)
+        dropoutApply(acts.hidden[0].base, rows: t, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
 
         batch.mask.withUnsafeBufferPointer { mask in
             for (l, o) in layers.enumerated() {
-                let a = acts.layers[l]
-                let x = acts.hidden[l].base
+                let a = acts.layers[kept ? l : 0]
+                let x = acts.hidden[input(l)].base
+                if l == layers.count - 1 && acts.lastLayerRows == .sentenceFeatures {
+                    forwardSentenceRows(batch, layer: l, buffers: a, params: base, acts: acts, x: x,
+                                        y: acts.hidden[output(l)].base,
+                                        mask: mask.baseAddress!, dropout: dropout)
+                    continue
+                }
                 linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
                               rows: n, inDim: h, outDim: 3 * h)
-                let dropped = attnDrop.isActive ? a.probsDropped.base : a.probs.base
-                attentionForward(ctx: a.ctx.base, probs: a.probs.base, probsDropped: dropped, qkv: a.qkv.base,
-                                 mask: mask.baseAddress!, shape: shape, dropout: attnDrop,
-                                 site: DropoutSite.attentionProbs(layer: l))
+                attentionForward(ctx: a.ctx.base, probs: a.probs.base, qkv: a.qkv.base, mask: mask.baseAddress!,
+                                 shape: shape, dropout: attnDrop, site: DropoutSite.attentionProbs(layer: l),
+                                 scratch: acts.attentionScratch.base)
                 // r1 = dropout(ctx·Woᵀ + bo) + x ; h1 = LN(r1)
                 linearForward(y: a.r1.base, x: a.ctx.base, weight: base + o.attnOutWeight,
                               bias: base + o.attnOutBias, rows: n, inDim: h, outDim: h)
-                dropoutApply(a.r1.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                             site: DropoutSite.attentionOutput(layer: l))
-                addInPlace(a.r1.base, x, n * h)
-                layerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, x: a.r1.base,
-                                 gamma: base + o.ln1Gamma, beta: base + o.ln1Beta, rows: n, cols: h,
-                                 eps: c.layerNormEps)
+                residualLayerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, sum: a.r1.base,
+                                         branch: a.r1.base, residual: x, gamma: base + o.ln1Gamma,
+                                         beta: base + o.ln1Beta, rows: n, cols: h, seqLen: t, eps: c.layerNormEps,
+                                         dropout: hiddenDrop, site: DropoutSite.attentionOutput(layer: l))
                 // r2 = dropout(GELU(h1·Wiᵀ + bi)·Wo2ᵀ + bo2) + h1 ; out = LN(r2)
                 linearForward(y: a.interPre.base, x: a.h1.base, weight: base + o.interWeight,
                               bias: base + o.interBias, rows: n, inDim: h, outDim: inter)
                 geluForward(y: a.inter.base, x: a.interPre.base, count: n * inter)
                 linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight,
                               bias: base + o.outBias, rows: n, inDim: inter, outDim: h)
-                dropoutApply(a.r2.base, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                             site: DropoutSite.feedForwardOutput(layer: l))
-                addInPlace(a.r2.base, a.h1.base, n * h)
-                layerNormForward(y: acts.hidden[l + 1].base, mean: a.mean2.base, rstd: a.rstd2.base,
-                                 x: a.r2.base, gamma: base + o.ln2Gamma, beta: base + o.ln2Beta,
-                                 rows: n, cols: h, eps: c.layerNormEps)
+                residualLayerNormForward(y: acts.hidden[output(l)].base, mean: a.mean2.base, rstd: a.rstd2.base,
+                                         sum: a.r2.base, branch: a.r2.base, residual: a.h1.base,
+                                         gamma: base + o.ln2Gamma, beta: base + o.ln2Beta, rows: n, cols: h,
+                                         seqLen: t, eps: c.layerNormEps, dropout: hiddenDrop,
+                                         site: DropoutSite.feedForwardOutput(layer: l))
             }
         }
+    }
+
+    /// The hidden-state and attention-probability dropouts of a pass with `dropout`.
+    func dropouts(_ dropout: DropoutContext) -> (hidden: DropoutContext, attention: DropoutContext) {
+        var hidden = dropout, attention = dropout
+        hidden.probability = dropout.isActive ? config.hiddenDropoutProb : 0
+        attention.probability = dropout.isActive ? config.attentionProbsDropoutProb : 0
+        return (hidden, attention)
     }
 
     /// Backward from dLast[N, H] (gradient of the loss w.r.t. the last hidden states; clobbered)
@@ -197,64 +253,172 @@ public struct BertEncoder {
                          params base: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>,
                          acts: EncoderActivations, dropout: DropoutContext) {
         let c = config
-        let n = batch.rows, h = c.hiddenSize, inter = c.intermediateSize
-        let training = dropout.isActive
-        var hiddenDrop = dropout; hiddenDrop.probability = training ? c.hiddenDropoutProb : 0
-        var attnDrop = dropout; attnDrop.probability = training ? c.attentionProbsDropoutProb : 0
-        let shape = AttentionShape(batch: batch.batch, seqLen: batch.seqLen, heads: c.numAttentionHeads,
-                                   headSize: c.headSize)
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
         // dOut: gradient w.r.t. the current layer's output, then its input (the caller's buffer);
         // dMid: w.r.t. h1 and r1; dCtx: w.r.t. the attention context.
         let dOut = dLast, dMid = acts.dA.base, dCtx = acts.dB.base
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             let o = layers[l], a = acts.layers[l]
             let x = acts.hidden[l].base
-            // out = LN2(r2): dOut → d r2 (in place)
-            layerNormBackward(dx: dOut, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: dOut, x: a.r2.base,
-                              mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: n, cols: h)
-            // r2 = drop(ffn) + h1: d h1 starts as d r2; the ffn branch gets drop(d r2).
-            dMid.update(from: dOut, count: n * h)
-            dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                         site: DropoutSite.feedForwardOutput(layer: l))
+            if l == layers.count - 1 && acts.lastLayerRows == .sentenceFeatures {
+                backwardSentenceRows(batch, layer: l, dOut: dOut, params: base, grads: g, acts: acts, dropout: dropout)
+                continue
+            }
+            // out = LN2(r2), r2 = drop(ffn) + h1: d h1 starts as d r2 (dMid); the ffn branch gets
+            // drop(d r2) (dOut).
+            layerNormBackward(dx: dMid, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: dOut, x: a.r2.base,
+                              mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: n, cols: h,
+                              dBranch: dOut, seqLen: t, dropout: hiddenDrop,
+                              site: DropoutSite.feedForwardOutput(layer: l))
             linearBackward(dx: acts.dInter.base, dWeight: g + o.outWeight, dBias: g + o.outBias, dy: dOut,
                            x: a.inter.base, weight: base + o.outWeight, rows: n, inDim: inter, outDim: h)
             geluBackward(dx: acts.dInter.base, dy: acts.dInter.base, x: a.interPre.base, count: n * inter)
             linearBackward(dx: dMid, dWeight: g + o.interWeight, dBias: g + o.interBias, dy: acts.dInter.base,
                            x: a.h1.base, weight: base + o.interWeight, rows: n, inDim: h, outDim: inter,
                            accumulateInput: true)
-            // h1 = LN1(r1): dMid → d r1 (in place)
-            layerNormBackward(dx: dMid, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
-                              mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: n, cols: h)
-            // r1 = drop(attn) + x: d x starts as d r1 (into dOut's buffer); attention gets drop(d r1).
-            dOut.update(from: dMid, count: n * h)
-            dropoutApply(dMid, rows: batch.seqLen, cols: h, context: hiddenDrop,
-                         site: DropoutSite.attentionOutput(layer: l))
+            // h1 = LN1(r1), r1 = drop(attn) + x: d x starts as d r1 (dOut); attention gets drop(d r1) (dMid).
+            layerNormBackward(dx: dOut, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
+                              mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: n, cols: h,
+                              dBranch: dMid, seqLen: t, dropout: hiddenDrop,
+                              site: DropoutSite.attentionOutput(layer: l))
             linearBackward(dx: dCtx, dWeight: g + o.attnOutWeight, dBias: g + o.attnOutBias, dy: dMid,
                            x: a.ctx.base, weight: base + o.attnOutWeight, rows: n, inDim: h, outDim: h)
-            let dropped = attnDrop.isActive ? a.probsDropped.base : a.probs.base
-            attentionBackward(dqkv: acts.dQKV.base, dProbs: acts.dProbs.base, dctx: dCtx, qkv: a.qkv.base,
-                              probs: a.probs.base, probsDropped: dropped, shape: shape, dropout: attnDrop,
-                              site: DropoutSite.attentionProbs(layer: l))
+            attentionBackward(dqkv: acts.dQKV.base, dctx: dCtx, qkv: a.qkv.base, probs: a.probs.base, shape: shape,
+                              dropout: attnDrop, site: DropoutSite.attentionProbs(layer: l),
+                              scratch: acts.attentionScratch.base)
             linearBackward(dx: dOut, dWeight: g + o.qkvWeight, dBias: g + o.qkvBias, dy: acts.dQKV.base,
                            x: x, weight: base + o.qkvWeight, rows: n, inDim: h, outDim: 3 * h,
                            accumulateInput: true)
         }
         // hidden[0] = drop(LN(embSum))
-        dropoutApply(dOut, rows: batch.seqLen, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
+        dropoutApply(dOut, rows: t, cols: h, context: hiddenDrop, site: DropoutSite.embeddings)
         layerNormBackward(dx: dOut, dGamma: g + embGamma, dBeta: g + embBeta, dy: dOut, x: acts.embSum.base,
                           mean: acts.embMean.base, rstd: acts.embRstd.base, gamma: base + embGamma, rows: n, cols: h)
         batch.ids.withUnsafeBufferPointer { ids in
             batch.typeIds.withUnsafeBufferPointer { types in
                 embeddingBackward(dWord: g + word, dPosition: g + position, dTokenType: g + tokenType, dOut: dOut,
                                   ids: ids.baseAddress!, typeIds: types.baseAddress!, rows: n,
-                                  seqLen: batch.seqLen, hidden: h)
+                                  seqLen: t, hidden: h)
             }
         }
     }
 }
 
+extension BertEncoder {
+    /// The last layer (`layer`) for the selected rows only (`EncoderActivations.LastLayerRows`):
+    /// Q/K/V for every row (keys and values are needed for all), then attention for the selected
+    /// queries and the rest of the layer on S ≈ 2B compact rows; y[N, H] gets the selected rows.
+    /// The layer's buffers hold compact [S, ·] tensors (probs: [S, NH, T]).
+    func forwardSentenceRows(_ batch: TokenBatch, layer l: Int, buffers a: EncoderActivations.Layer,
+                             params base: UnsafeMutablePointer<Float>, acts: EncoderActivations,
+                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                             mask: UnsafePointer<Float>, dropout: DropoutContext) {
+        let c = config, o = layers[l]
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        acts.select(batch)
+        let s = acts.selectedRows.count
+        let compactA = acts.compactA.base, compactB = acts.compactB.base
+        acts.selectedRows.withUnsafeBufferPointer { rows in
+            acts.selectedPositions.withUnsafeBufferPointer { positions in
+                acts.selectionStart.withUnsafeBufferPointer { start in
+                    let sel = rows.baseAddress!
+                    linearForward(y: a.qkv.base, x: x, weight: base + o.qkvWeight, bias: base + o.qkvBias,
+                                  rows: n, inDim: h, outDim: 3 * h)
+                    gatherRows(compactB, from: a.qkv.base, rows: sel, count: s, cols: h, stride: 3 * h)
+                    attentionForward(ctx: a.ctx.base, probs: a.probs.base,
+                                     queries: (UnsafePointer(compactB), QueryRows(start: start.baseAddress!, position: positions.baseAddress!)),
+                                     qkv: a.qkv.base, mask: mask, shape: shape, dropout: attnDrop,
+                                     site: DropoutSite.attentionProbs(layer: l), scratch: acts.attentionScratch.base)
+                    linearForward(y: a.r1.base, x: a.ctx.base, weight: base + o.attnOutWeight, bias: base + o.attnOutBias,
+                                  rows: s, inDim: h, outDim: h)
+                    gatherRows(compactA, from: x, rows: sel, count: s, cols: h, stride: h)
+                    residualLayerNormForward(y: a.h1.base, mean: a.mean1.base, rstd: a.rstd1.base, sum: a.r1.base,
+                                             branch: a.r1.base, residual: compactA, gamma: base + o.ln1Gamma,
+                                             beta: base + o.ln1Beta, rows: s, cols: h, seqLen: t, eps: c.layerNormEps,
+                                             dropout: hiddenDrop, site: DropoutSite.attentionOutput(layer: l), rowMap: sel)
+                    linearForward(y: a.interPre.base, x: a.h1.base, weight: base + o.interWeight, bias: base + o.interBias,
+                                  rows: s, inDim: h, outDim: inter)
+                    geluForward(y: a.inter.base, x: a.interPre.base, count: s * inter)
+                    linearForward(y: a.r2.base, x: a.inter.base, weight: base + o.outWeight, bias: base + o.outBias,
+                                  rows: s, inDim: inter, outDim: h)
+                    residualLayerNormForward(y: compactA, mean: a.mean2.base, rstd: a.rstd2.base, sum: a.r2.base,
+                                             branch: a.r2.base, residual: a.h1.base, gamma: base + o.ln2Gamma,
+                                             beta: base + o.ln2Beta, rows: s, cols: h, seqLen: t, eps: c.layerNormEps,
+                                             dropout: hiddenDrop, site: DropoutSite.feedForwardOutput(layer: l), rowMap: sel)
+                    for r in 0..<s { (y + sel[r] * h).update(from: compactA + r * h, count: h) }
+                }
+            }
+        }
+    }
+
+    /// Backward of `forwardSentenceRows`: dOut[N, H] (non-zero on the selected rows only) in,
+    /// d(layer input)[N, H] out in the same buffer.
+    func backwardSentenceRows(_ batch: TokenBatch, layer l: Int, dOut: UnsafeMutablePointer<Float>,
+                              params base: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>,
+                              acts: EncoderActivations, dropout: DropoutContext) {
+        let c = config, o = layers[l], a = acts.layers[l]
+        let n = batch.rows, t = batch.seqLen, h = c.hiddenSize, inter = c.intermediateSize
+        let (hiddenDrop, attnDrop) = dropouts(dropout)
+        let shape = AttentionShape(batch: batch.batch, seqLen: t, heads: c.numAttentionHeads, headSize: c.headSize)
+        let s = acts.selectedRows.count
+        let dMid = acts.dA.base, dCtx = acts.dB.base, compactA = acts.compactA.base, compactB = acts.compactB.base
+        let x = acts.hidden[l].base
+        acts.selectedRows.withUnsafeBufferPointer { rows in
+            acts.selectedPositions.withUnsafeBufferPointer { positions in
+                acts.selectionStart.withUnsafeBufferPointer { start in
+                    let sel = rows.baseAddress!
+                    // As `backward` on S compact rows: d r2 → dMid (to h1), drop(d r2) → compactA (ffn).
+                    gatherRows(compactA, from: dOut, rows: sel, count: s, cols: h, stride: h)
+                    layerNormBackward(dx: dMid, dGamma: g + o.ln2Gamma, dBeta: g + o.ln2Beta, dy: compactA, x: a.r2.base,
+                                      mean: a.mean2.base, rstd: a.rstd2.base, gamma: base + o.ln2Gamma, rows: s, cols: h,
+                                      dBranch: compactA, seqLen: t, dropout: hiddenDrop,
+                                      site: DropoutSite.feedForwardOutput(layer: l), rowMap: sel)
+                    linearBackward(dx: acts.dInter.base, dWeight: g + o.outWeight, dBias: g + o.outBias, dy: compactA,
+                                   x: a.inter.base, weight: base + o.outWeight, rows: s, inDim: inter, outDim: h)
+                    geluBackward(dx: acts.dInter.base, dy: acts.dInter.base, x: a.interPre.base, count: s * inter)
+                    linearBackward(dx: dMid, dWeight: g + o.interWeight, dBias: g + o.interBias, dy: acts.dInter.base,
+                                   x: a.h1.base, weight: base + o.interWeight, rows: s, inDim: h, outDim: inter,
+                                   accumulateInput: true)
+                    // d r1 → compactB (to x, scattered into dOut below); drop(d r1) → dMid (attention output).
+                    layerNormBackward(dx: compactB, dGamma: g + o.ln1Gamma, dBeta: g + o.ln1Beta, dy: dMid, x: a.r1.base,
+                                      mean: a.mean1.base, rstd: a.rstd1.base, gamma: base + o.ln1Gamma, rows: s, cols: h,
+                                      dBranch: dMid, seqLen: t, dropout: hiddenDrop,
+                                      site: DropoutSite.attentionOutput(layer: l), rowMap: sel)
+                    linearBackward(dx: dCtx, dWeight: g + o.attnOutWeight, dBias: g + o.attnOutBias, dy: dMid,
+                                   x: a.ctx.base, weight: base + o.attnOutWeight, rows: s, inDim: h, outDim: h)
+                    dOut.update(repeating: 0, count: n * h)
+                    for r in 0..<s { (dOut + sel[r] * h).update(from: compactB + r * h, count: h) }
+                    // Attention: dK, dV for every row; dQ of the selected rows (compactA), zero elsewhere.
+                    gatherRows(compactB, from: a.qkv.base, rows: sel, count: s, cols: h, stride: 3 * h)
+                    for r in 0..<n { (acts.dQKV.base + r * 3 * h).update(repeating: 0, count: h) }
+                    attentionBackward(dqkv: acts.dQKV.base, dQueries: compactA, dctx: dCtx,
+                                      queries: (UnsafePointer(compactB), QueryRows(start: start.baseAddress!, position: positions.baseAddress!)),
+                                      qkv: a.qkv.base, probs: a.probs.base, shape: shape, dropout: attnDrop,
+                                      site: DropoutSite.attentionProbs(layer: l), scratch: acts.attentionScratch.base)
+                    for r in 0..<s { (acts.dQKV.base + sel[r] * 3 * h).update(from: compactA + r * h, count: h) }
+                    linearBackward(dx: dOut, dWeight: g + o.qkvWeight, dBias: g + o.qkvBias, dy: acts.dQKV.base,
+                                   x: x, weight: base + o.qkvWeight, rows: n, inDim: h, outDim: 3 * h,
+                                   accumulateInput: true)
+                }
+            }
+        }
+    }
+}
+
+/// dst[r, 0..<cols] = src[rows[r] · stride ..< + cols], r < count.
+func gatherRows(_ dst: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, rows: UnsafePointer<Int>,
+                count: Int, cols: Int, stride: Int) {
+    for r in 0..<count { (dst + r * cols).update(from: src + rows[r] * stride, count: cols) }
+}
+
 /// a[i] += b[i], i < n
 @inline(__always)
 public func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n { a[i] += b[i] }
+    var i = 0
+    while i + 8 <= n { store8(load8(a + i) + load8(b + i), a + i); i += 8 }
+    while i < n { a[i] += b[i]; i += 1 }
 }

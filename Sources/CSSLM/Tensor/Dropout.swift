@@ -1,6 +1,11 @@
 // Dropout whose mask is a pure function of (seed, step, global example index, site, element),
-// so the masks do not depend on how a batch is split across ranks, and the backward recomputes
-// the mask instead of storing it.
+// so the masks do not depend on how a batch is split across ranks or threads, and the backward
+// recomputes the mask instead of storing it.
+//
+// Keys: a 64-bit stream key per (seed, step, example, site) (SplitMix64 mixing, scalar), a 64-bit
+// key per row (group g, row r) mixed from it, and per element a 32-bit hash of (row key, column c):
+// two rounds of a multiply–xorshift mixer on 8 lanes at once (AVX2 has 32-bit lane multiplies, not
+// 64-bit ones), whose top 24 bits are the uniform number compared with p.
 
 /// Where dropout randomness comes from in one forward/backward pass.
 public struct DropoutContext {
@@ -37,28 +42,73 @@ public enum DropoutSite {
     public static let classifierHidden = 1_000_001
 }
 
+/// The mask of one dropout site: for local example b, group g, row r, column c, the multiplier
+/// 0 (dropped, probability p) or 1/(1 − p). Row keys do not depend on how long the batch was
+/// padded, so a sequence gets the same mask in any batch and on any rank.
+struct DropoutMask {
+    let context: DropoutContext
+    let site: Int
+    /// An element is dropped when its 24-bit uniform integer is below this.
+    let threshold: UInt32
+    let scale: Float
+
+    init(_ context: DropoutContext, site: Int) {
+        self.context = context
+        self.site = site
+        let p = Double(context.probability)
+        // u·2⁻²⁴ < p  ⇔  u < ⌈p·2²⁴⌉ for integer u.
+        threshold = UInt32(min(16_777_216, max(0, (p * 16_777_216).rounded(.up))))
+        scale = 1 / (1 - context.probability)
+    }
+
+    var isActive: Bool { context.probability > 0 }
+
+    /// The key of row `r` in group `g` of local example `b`.
+    @inline(__always)
+    func rowKey(example b: Int, group g: Int = 0, row r: Int) -> UInt64 {
+        let stream = CounterRandom.streamKey(seed: context.seed, step: context.step,
+                                             example: context.exampleIndex[b], site: site)
+        return CounterRandom.mix(stream &+ UInt64(truncatingIfNeeded: g &* 4096 &+ r) &* 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Multipliers of columns c ..< c + 8 of the row with key `rowKey`.
+    /// Integer lane arithmetic only: a SIMD mask from an integer compare fed to `replacing(with:where:)`
+    /// is lowered lane by lane through the stack (measured: most of the attention's own time).
+    @inline(__always)
+    func multipliers(rowKey: UInt64, column c: Int) -> Vec8 {
+        let u = unsafeBitCast(CounterRandom.hash8(rowKey: rowKey, first: UInt32(truncatingIfNeeded: c)) &>> 8,
+                              to: SIMD8<Int32>.self)
+        // u − threshold < 0 (both < 2²⁵) ⇔ dropped: the arithmetic shift makes all ones there.
+        let dropped = (u &- Int32(bitPattern: threshold)) &>> 31
+        return unsafeBitCast(SIMD8(repeating: scale.bitPattern) & ~unsafeBitCast(dropped, to: SIMD8<UInt32>.self),
+                             to: Vec8.self)
+    }
+
+    /// row[c] *= multiplier, c < n.
+    @inline(__always)
+    func apply(_ row: UnsafeMutablePointer<Float>, count n: Int, rowKey: UInt64) {
+        var c = 0
+        while c + 8 <= n { store8(load8(row + c) * multipliers(rowKey: rowKey, column: c), row + c); c += 8 }
+        if c < n {
+            let m = multipliers(rowKey: rowKey, column: c)
+            for j in 0..<(n - c) { row[c + j] *= m[j] }
+        }
+    }
+}
+
 /// In place: x[B, groups, rows, cols] ← x · mask / (1 − p), mask ~ Bernoulli(1 − p) keyed per
-/// example. An element's key index is (g·4096 + r)·4096 + c: it does not depend on how long the
-/// batch was padded, so a sequence gets the same mask in any batch and on any rank.
-/// The same call is the backward on the gradient (same keys → same mask).
+/// example, group, row and column (rows ≤ 4096). The same call is the backward on the gradient
+/// (same keys → same mask).
 public func dropoutApply(_ x: UnsafeMutablePointer<Float>, groups: Int = 1, rows: Int, cols: Int,
                          context: DropoutContext, site: Int) {
-    let p = context.probability
-    guard p > 0 else { return }
-    precondition(rows <= 4096 && cols <= 4096, "dropout keys assume rows and cols ≤ 4096")
-    let scale = 1 / (1 - p)
-    let perExample = groups * rows * cols
-    for (b, example) in context.exampleIndex.enumerated() {
-        let key = CounterRandom.streamKey(seed: context.seed, step: context.step, example: example, site: site)
-        var v = x + b * perExample
-        for g in 0..<groups {
-            for r in 0..<rows {
-                let base = (g * 4096 + r) * 4096
-                for c in 0..<cols {
-                    v[c] = CounterRandom.uniform(key: key, index: base + c) < p ? 0 : v[c] * scale
-                }
-                v += cols
-            }
+    guard context.isActive else { return }
+    precondition(rows <= 4096, "dropout keys assume rows ≤ 4096")
+    let mask = DropoutMask(context, site: site)
+    let perExample = groups * rows
+    parallelParts(context.exampleIndex.count * perExample, minPerPart: 16) { _, range in
+        for line in range {
+            let b = line / perExample, g = (line % perExample) / rows, r = line % rows
+            mask.apply(x + line * cols, count: cols, rowKey: mask.rowKey(example: b, group: g, row: r))
         }
     }
 }

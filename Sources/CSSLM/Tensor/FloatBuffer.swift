@@ -4,20 +4,35 @@
 import Foundation
 
 /// An owned, zero-initialised, 64-byte aligned buffer of `count` Floats.
+///
+/// Buffers of 1 MiB or more are fresh anonymous pages from `mmap`: the kernel zero-fills them on
+/// first touch, so a buffer that is never written (gradients in an inference-only process, unused
+/// capacity) costs no resident memory, and no start-up pass writes zeros.
 public final class FloatBuffer {
     public let count: Int
     public let base: UnsafeMutablePointer<Float>
+    private let mappedBytes: Int
 
     public init(count: Int) {
         precondition(count >= 0, "FloatBuffer count must be non-negative")
         self.count = count
-        var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("FloatBuffer: cannot allocate \(bytes) bytes")
+        if bytes >= 1 << 20 {
+            guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                  raw != MAP_FAILED else {
+                fatalError("FloatBuffer: cannot map \(bytes) bytes")
+            }
+            mappedBytes = bytes
+            base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        } else {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+                fatalError("FloatBuffer: cannot allocate \(bytes) bytes")
+            }
+            mappedBytes = 0
+            base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            base.initialize(repeating: 0, count: max(count, 1))
         }
-        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        base.initialize(repeating: 0, count: max(count, 1))
     }
 
     /// A copy of `values`.
@@ -26,7 +41,9 @@ public final class FloatBuffer {
         values.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: values.count) }
     }
 
-    deinit { free(base) }
+    deinit {
+        if mappedBytes > 0 { munmap(base, mappedBytes) } else { free(base) }
+    }
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: base, count: count) }
 

@@ -31,7 +31,7 @@ public struct SplitMix64: RandomNumberGenerator, Equatable, Codable, Sendable {
     }
 }
 
-/// Counter-based randomness: `uniform(key, element)` is a pure function of its arguments.
+/// Counter-based randomness: every number is a pure function of its key (see `DropoutMask`).
 public enum CounterRandom {
     /// The SplitMix64 finaliser: a bijective 64-bit mix with full avalanche.
     @inlinable
@@ -52,10 +52,18 @@ public enum CounterRandom {
         return k
     }
 
-    /// Uniform in [0, 1) for element `index` of the stream `key`.
-    @inlinable
-    public static func uniform(key: UInt64, index: Int) -> Float {
-        let r = mix(key &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15)
-        return Float(r >> 40) * 0x1p-24
+    /// 32-bit hashes of columns first ..< first + 8 of the row with key `rowKey`: two rounds of a
+    /// multiply–xorshift mixer (the constants of Wellons' lowbias32), keyed by the key's halves.
+    @inline(__always)
+    static func hash8(rowKey: UInt64, first: UInt32) -> SIMD8<UInt32> {
+        @inline(__always) func round(_ v: SIMD8<UInt32>) -> SIMD8<UInt32> {
+            var x = v
+            x ^= x &>> 16; x &*= 0x7FEB_352D
+            x ^= x &>> 15; x &*= 0x846C_A68B
+            return x ^ (x &>> 16)
+        }
+        let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7) &+ first
+        let x = round(lanes &* 0x9E37_79B9 ^ SIMD8(repeating: UInt32(truncatingIfNeeded: rowKey)))
+        return round(x ^ SIMD8(repeating: UInt32(truncatingIfNeeded: rowKey >> 32)))
     }
 }

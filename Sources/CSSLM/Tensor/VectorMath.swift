@@ -42,7 +42,11 @@ public func exp8(_ x0: Vec8) -> Vec8 {
 
 /// erf for 8 lanes (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7), odd-symmetric.
 @inline(__always)
-public func erf8(_ x: Vec8) -> Vec8 {
+public func erf8(_ x: Vec8) -> Vec8 { erfAndGaussian8(x).erf }
+
+/// erf(x) and the e^(−x²) it is computed from (GELU's backward needs both: one exp, not two).
+@inline(__always)
+func erfAndGaussian8(_ x: Vec8) -> (erf: Vec8, gaussian: Vec8) {
     let a = x.replacing(with: -x, where: x .< 0)
     let t = 1 / (1 + 0.3275911 * a)
     var poly = Vec8(repeating: 1.061405429)
@@ -51,8 +55,9 @@ public func erf8(_ x: Vec8) -> Vec8 {
     poly = poly * t - 0.284496736
     poly = poly * t + 0.254829592
     poly = poly * t
-    let y = 1 - poly * exp8(-(a * a))
-    return y.replacing(with: -y, where: x .< 0)
+    let gaussian = exp8(-(a * a))
+    let y = 1 - poly * gaussian
+    return (y.replacing(with: -y, where: x .< 0), gaussian)
 }
 
 /// Scalar versions through the same code path (tails of loops, tests).
@@ -100,7 +105,7 @@ public func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     if n >= 8 {
         var a = load8(p)
         i = 8
-        while i + 8 <= n { a = pointwiseMax(a, load8(p + i)); i += 8 }
+        while i + 8 <= n { let v = load8(p + i); a = a.replacing(with: v, where: v .> a); i += 8 }
         m = a.max()
     }
     while i < n { m = Swift.max(m, p[i]); i += 1 }

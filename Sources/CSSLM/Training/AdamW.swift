@@ -44,13 +44,30 @@ public final class AdamW {
         let p = params.values.base, g = params.grads.base, m = m.base, v = v.base
         for spec in params.specs {
             let decay: Float = spec.decays ? 1 - lr * c.weightDecay : 1
-            for i in spec.range {
-                let gi = g[i]
-                p[i] *= decay
-                m[i] += (gi - m[i]) * oneMinusB1          // lerp, as torch's exp_avg.lerp_
-                v[i] = v[i] * b2 + gi * gi * oneMinusB2
-                let denom = v[i].squareRoot() * invBc2Sqrt + eps
-                p[i] -= stepSize * (m[i] / denom)
+            // Elementwise, so any split gives the same bits; SIMD written out because the loop
+            // reads and writes four buffers the compiler cannot prove disjoint.
+            parallelParts(spec.range.count, align: 8, minPerPart: 1 << 16) { _, part in
+                var i = spec.range.lowerBound + part.lowerBound
+                let end = spec.range.lowerBound + part.upperBound
+                while i + 8 <= end {
+                    let gi = load8(g + i)
+                    var mi = load8(m + i), vi = load8(v + i)
+                    mi += (gi - mi) * oneMinusB1          // lerp, as torch's exp_avg.lerp_
+                    vi = vi * b2 + gi * gi * oneMinusB2
+                    let denom = vi.squareRoot() * invBc2Sqrt + eps
+                    store8(load8(p + i) * decay - stepSize * (mi / denom), p + i)
+                    store8(mi, m + i); store8(vi, v + i)
+                    i += 8
+                }
+                while i < end {
+                    let gi = g[i]
+                    p[i] *= decay
+                    m[i] += (gi - m[i]) * oneMinusB1
+                    v[i] = v[i] * b2 + gi * gi * oneMinusB2
+                    let denom = v[i].squareRoot() * invBc2Sqrt + eps
+                    p[i] -= stepSize * (m[i] / denom)
+                    i += 1
+                }
             }
         }
     }
@@ -86,5 +103,7 @@ public func clipGradientNorm(_ grads: FloatBuffer, maxNorm: Float) -> Float {
 
 /// x[i] *= s, i < n
 public func scale(_ x: UnsafeMutablePointer<Float>, _ n: Int, by s: Float) {
-    for i in 0..<n { x[i] *= s }
+    parallelParts(n, align: 8, minPerPart: 1 << 16) { _, part in
+        for i in part { x[i] *= s }
+    }
 }

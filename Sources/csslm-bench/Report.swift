@@ -1,0 +1,89 @@
+// `csslm-bench report FILE`: the tables of scripts/bench.sh from the JSON lines the `run` and
+// `scale` subcommands and scripts/bench_torch.py printed.
+import Foundation
+
+func printReport(_ path: String) throws {
+    let contents = try String(contentsOfFile: path, encoding: .utf8)
+    let rows: [[String: Any]] = contents.split(separator: "\n").compactMap {
+        guard $0.hasPrefix("{"), let data = String($0).data(using: .utf8) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+    func number(_ row: [String: Any], _ key: String) -> Double { (row[key] as? NSNumber)?.doubleValue ?? .nan }
+    func text(_ row: [String: Any], _ key: String) -> String { row[key].map { "\($0)" } ?? "?" }
+    func fmt(_ x: Double, _ digits: Int = 0) -> String { x.isNaN ? "–" : String(format: "%.\(digits)f", x) }
+    func key(_ r: [String: Any]) -> String { "\(text(r, "model"))/\(text(r, "mode"))/\(text(r, "batch"))/\(text(r, "seq"))" }
+
+    let ours = rows.filter { $0["impl"] as? String == "csslm" }
+    var torch: [String: [String: Any]] = [:]
+    for r in rows where r["impl"] as? String == "pytorch" { torch[key(r)] = r }
+    if let r = torch.values.first {
+        print("PyTorch \(text(r, "torch")), transformers \(text(r, "transformers")), attention implementation '\(text(r, "attention"))'")
+    } else {
+        print("PyTorch: not measured (no venv; see the messages above); our figures only.")
+    }
+    print("""
+    GFLOP/s counts the encoder's matmul FLOPs (linear layers and attention products; train = 3 × forward) \
+    for both sides. Ceiling: sgemm GFLOP/s at the step's linear-layer GEMM shapes (forward; for train also \
+    dx and dW), best of OpenBLAS on all threads and our row split (one single-threaded sgemm per thread); \
+    in brackets OpenBLAS's own. RSS: peak resident set of the process running that configuration. \
+    Ours computes the last layer only for the [CLS] and [SEP] rows the head reads (the same loss and \
+    gradients; "(all rows)": every row, as HF's BertModel does); both sides count the full model's FLOPs.
+
+    """)
+    for mode in ["train", "inference"] {
+        let mine = ours.filter { text($0, "mode") == mode }
+        guard !mine.isEmpty else { continue }
+        print(mode == "train" ? "Train step (fwd + bwd + clip + AdamW, dropout 0.1):" : "Inference (forward, no grad, dropout off):")
+        print("| model | batch | seq | threads | ours ms | ours tokens/s | ours GFLOP/s | PyTorch ms | PyTorch tokens/s | PyTorch GFLOP/s | ours/PyTorch | sgemm ceiling GFLOP/s | fraction of ceiling | ours RSS MB | PyTorch RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in mine {
+            let tokens = number(r, "batch") * number(r, "seq")
+            let ms = number(r, "ms"), gflop = number(r, "gflop")
+            let achieved = gflop / ms * 1e3
+            let ceilingOB = number(r, "ceiling_openblas"), ceiling = max(ceilingOB, number(r, "ceiling_split"))
+            var plain = r
+            plain["model"] = text(r, "model").replacingOccurrences(of: " (all rows)", with: "")
+            let t = torch[key(plain)]
+            let tms = t.map { number($0, "ms") } ?? .nan
+            print("| \(text(r, "model")) | \(text(r, "batch")) | \(text(r, "seq")) | \(text(r, "threads")) | \(fmt(ms)) | \(fmt(tokens / ms * 1e3)) | \(fmt(achieved, 1)) "
+                  + "| \(fmt(tms)) | \(fmt(tokens / tms * 1e3)) | \(fmt(gflop / tms * 1e3, 1)) | \(fmt(tms / ms, 2)) "
+                  + "| \(fmt(ceiling, 1)) (\(fmt(ceilingOB, 1))) | \(fmt(achieved / ceiling, 2)) | \(fmt(number(r, "rss_mb"))) | \(fmt(t.map { number($0, "rss_mb") } ?? .nan)) |")
+        }
+        print("")
+    }
+
+    let scale = rows.filter { $0["impl"] as? String == "csslm-scale" }.sorted { number($0, "ranks") < number($1, "ranks") }
+    guard let base = scale.first else { return }
+    print("Scaling on this machine (train step, global batch \(text(base, "batch")) × seq \(text(base, "seq")), \(text(base, "model")), "
+          + "gradient \(fmt(number(base, "gradient_mb"), 1)) MB allreduced in 25 MB buckets after backward):")
+    print("| ranks × threads | step ms | compute ms (fwd+bwd) | wait for slowest rank ms | allreduce ms | allreduce / step | tokens/s | speedup vs first row |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in scale {
+        let step = number(r, "step_ms")
+        print("| \(text(r, "ranks")) × \(text(r, "threads")) | \(fmt(step)) | \(fmt(number(r, "compute_ms"))) | \(fmt(number(r, "wait_ms"), 1)) | \(fmt(number(r, "allreduce_ms"), 1)) "
+              + "| \(fmt(100 * number(r, "allreduce_ms") / step, 1)) % | \(fmt(number(r, "tokens_per_s"))) | \(fmt(number(base, "step_ms") / step, 2)) |")
+    }
+    print("")
+
+    // The across-nodes model of docs/performance.md with this run's inputs: one rank per node
+    // (all its cores), local batch as measured, ring allreduce of the gradient after backward.
+    let node = ours.first { text($0, "model") == text(base, "model") && text($0, "mode") == "train"
+        && text($0, "batch") == text(base, "batch") && text($0, "seq") == text(base, "seq") }
+    guard let node else { return }
+    let tNode = number(node, "ms") / 1e3, bytes = number(base, "gradient_mb") * 1e6
+    let buckets = (bytes / Double(25 << 20)).rounded(.up) + 1, alpha = 50e-6
+    print("Model (docs/performance.md): step(N) = t_node + 2(N−1)/N · S/β + 2(N−1) · k · α, with t_node = \(fmt(tNode * 1e3)) ms "
+          + "(\(text(node, "model")) train step, batch \(text(node, "batch")) × \(text(node, "seq")), \(text(node, "threads")) threads, measured above), "
+          + "S = \(fmt(bytes / 1e6, 1)) MB, k = \(fmt(buckets)) buckets, α = 50 µs (assumed TCP latency). Predicted step ms / scaling efficiency t_node / step(N):")
+    let links: [(String, Double)] = [("1 GbE", 0.125e9), ("10 GbE", 1.25e9), ("25 GbE", 3.125e9), ("100 Gb/s", 12.5e9)]
+    print("| nodes N | " + links.map { $0.0 }.joined(separator: " | ") + " |")
+    print("|---:|" + String(repeating: "---:|", count: links.count))
+    for n in [2.0, 4, 8, 16, 64] {
+        let cells = links.map { link -> String in
+            let step = tNode + 2 * (n - 1) / n * bytes / link.1 + 2 * (n - 1) * buckets * alpha
+            return "\(fmt(step * 1e3)) / \(fmt(tNode / step, 2))"
+        }
+        print("| \(fmt(n)) | " + cells.joined(separator: " | ") + " |")
+    }
+    print("")
+}
