@@ -37,16 +37,9 @@ final class BadInputTests: XCTestCase {
         return url
     }
 
-    /// `body` must throw an error whose text contains every one of `parts`.
     private func assertError(_ parts: [String], file: StaticString = #filePath, line: UInt = #line,
                              _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected an error containing \(parts)", file: file, line: line)
-        } catch {
-            let text = "\(error)"
-            for p in parts { XCTAssertTrue(text.contains(p), "error '\(text)' lacks '\(p)'", file: file, line: line) }
-        }
+        assertThrows(body, containing: parts, file: file, line: line)
     }
 
     /// A safetensors file: the 8-byte header length, `header`, then `payload` zero bytes.

@@ -14,17 +14,6 @@ final class ModelFileTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    private func assertThrows(_ body: () throws -> Void, containing parts: [String],
-                              file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            try body()
-            XCTFail("expected an error containing \(parts)", file: file, line: line)
-        } catch {
-            let text = "\(error)"
-            for p in parts { XCTAssertTrue(text.contains(p), "error '\(text)' lacks '\(p)'", file: file, line: line) }
-        }
-    }
-
     private func tinyFolder(config: String? = nil, tensors: [String: [Int]]? = nil) throws -> URL {
         let dir = tmp.appendingPathComponent("model-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

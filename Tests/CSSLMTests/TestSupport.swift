@@ -53,3 +53,15 @@ func assertClose(_ name: String, _ ours: [Float], _ reference: [Float], toleranc
     XCTAssertEqual(ours.count, reference.count, "\(name): size", file: file, line: line)
     ours.withUnsafeBufferPointer { assertClose(name, $0.baseAddress!, reference, tolerance: tolerance, file: file, line: line) }
 }
+
+/// `body` must throw an error whose text contains every one of `parts`.
+func assertThrows(_ body: () throws -> Void, containing parts: [String],
+                  file: StaticString = #filePath, line: UInt = #line) {
+    do {
+        try body()
+        XCTFail("expected an error containing \(parts)", file: file, line: line)
+    } catch {
+        let text = "\(error)"
+        for p in parts { XCTAssertTrue(text.contains(p), "error '\(text)' lacks '\(p)'", file: file, line: line) }
+    }
+}
