@@ -25,7 +25,8 @@ func printReport(_ path: String) throws {
     GFLOP/s counts the encoder's matmul FLOPs (linear layers and attention products; train = 3 × forward) \
     for both sides. Ceiling: sgemm GFLOP/s at the step's linear-layer GEMM shapes (forward; for train also \
     dx and dW), best of OpenBLAS on all threads and our row split (one single-threaded sgemm per thread); \
-    in brackets OpenBLAS's own. RSS: peak resident set of the process running that configuration. \
+    in brackets OpenBLAS's own; one pass after each timed run, median (the step's ms: median of the runs \
+    after a warm-up run). RSS: peak resident set of the process running that configuration. \
     Ours computes the last layer only for the [CLS] and [SEP] rows the head reads (the same loss and \
     gradients; "(all rows)": every row, as HF's BertModel does); both sides count the full model's FLOPs.
 

@@ -24,15 +24,6 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Median seconds of `repeats` runs of `body` after one warm-up run; the fastest run in `fastest`.
-func timeIt(repeats: Int, fastest: UnsafeMutablePointer<Double>? = nil, _ body: () throws -> Void) rethrows -> Double {
-    try body()
-    var times: [Double] = []
-    for _ in 0..<max(1, repeats) { let t0 = now(); try body(); times.append(now() - t0) }
-    fastest?.pointee = times.min()!
-    return times.sorted()[times.count / 2]
-}
-
 /// User + system CPU seconds of this process so far (all threads).
 func cpuSeconds() -> Double {
     var usage = rusage()
@@ -104,30 +95,51 @@ func linearGemms(_ c: BertConfig, rows n: Int, train: Bool) -> [GemmShape] {
     return shapes
 }
 
-/// FLOP-weighted sgemm GFLOP/s over `shapes`: OpenBLAS with `threads` threads on the whole
-/// product, and `sgemm` (rows split over the compute threads, one single-threaded OpenBLAS call
-/// each), the way the kernels call it.
-func sgemmCeiling(_ shapes: [GemmShape], threads: Int) -> (openblas: Double, split: Double) {
-    var flops = 0.0, secondsOpenBLAS = 0.0, secondsSplit = 0.0
-    for s in shapes {
-        let a = FloatBuffer(count: s.m * s.k), b = FloatBuffer(count: s.n * s.k), c = FloatBuffer(count: s.m * s.n)
+/// The sgemm ceiling at `shapes`: operands allocated once, one timed pass at a time, so passes can
+/// be interleaved with the step's runs and see the same machine (the load of a shared machine
+/// changes by the second).
+final class SgemmCeiling {
+    let shapes: [GemmShape]
+    let threads: Int
+    let a: FloatBuffer, b: FloatBuffer, c: FloatBuffer
+    private(set) var openblas: [Double] = [], split: [Double] = []
+
+    init(_ shapes: [GemmShape], threads: Int) {
+        self.shapes = shapes
+        self.threads = threads
+        a = FloatBuffer(count: shapes.map { $0.m * $0.k }.max() ?? 0)
+        b = FloatBuffer(count: shapes.map { $0.n * $0.k }.max() ?? 0)
+        c = FloatBuffer(count: shapes.map { $0.m * $0.n }.max() ?? 0)
         for j in 0..<a.count { a[j] = Float(j % 7) * 0.01 }
         for j in 0..<b.count { b[j] = Float(j % 5) * 0.01 }
-        let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
-        openblas_set_num_threads(Int32(threads))
-        secondsOpenBLAS += timeIt(repeats: 3) {
+    }
+
+    /// One pass over the shapes, FLOP-weighted GFLOP/s of OpenBLAS with `threads` threads on the
+    /// whole product and of `sgemm` (rows split over the compute threads, one single-threaded
+    /// OpenBLAS call each, the way the kernels call it); recorded unless `warmUp`.
+    func pass(warmUp: Bool = false) {
+        var flops = 0.0, secondsOpenBLAS = 0.0, secondsSplit = 0.0
+        for s in shapes {
+            let lda = s.transA ? s.m : s.k, ldb = s.transB ? s.k : s.n
+            openblas_set_num_threads(Int32(threads))
+            var t0 = now()
             cblas_sgemm(CblasRowMajor, s.transA ? CblasTrans : CblasNoTrans, s.transB ? CblasTrans : CblasNoTrans,
                         Int32(s.m), Int32(s.n), Int32(s.k), 1, a.base, Int32(lda), b.base, Int32(ldb), 0, c.base, Int32(s.n))
-        }
-        if ComputeThreads.count > 1 { openblas_set_num_threads(1) }
-        secondsSplit += timeIt(repeats: 3) {
+            secondsOpenBLAS += now() - t0
+            if ComputeThreads.count > 1 { openblas_set_num_threads(1) }
+            t0 = now()
             sgemm(transA: s.transA, transB: s.transB, m: s.m, n: s.n, k: s.k, a: a.base, lda: lda, b: b.base, ldb: ldb,
                   c: c.base, ldc: s.n)
+            secondsSplit += now() - t0
+            flops += 2 * Double(s.m * s.n * s.k)
         }
-        flops += 2 * Double(s.m * s.n * s.k)
+        guard !warmUp else { return }
+        openblas.append(flops / secondsOpenBLAS / 1e9)
+        split.append(flops / secondsSplit / 1e9)
     }
-    return (flops / secondsOpenBLAS / 1e9, flops / secondsSplit / 1e9)
 }
+
+func median(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.sorted()[xs.count / 2] }
 
 // MARK: The step
 
@@ -156,10 +168,7 @@ func runCommand() throws {
     for mode in modes {
         let train = mode == "train"
         var step = 0
-        var cpu = 0.0, fastest = 0.0
-        let seconds = try timeIt(repeats: repeats, fastest: &fastest) {
-            let c0 = cpuSeconds()
-            defer { cpu = cpuSeconds() - c0 }  // the last run's
+        func runStep() throws {
             if train {
                 let opt = optimizer ?? AdamW(config: AdamWConfig(learningRate: 1e-5), parameterCount: model.parameters.count)
                 optimizer = opt
@@ -178,13 +187,24 @@ func runCommand() throws {
                                    acts: model.headActivations, dropout: .off(batch: b))
             }
         }
+        // The warm-up run allocates the arena (and AdamW's moments): the peak RSS is reached.
+        try runStep()
         let rss = peakRSSMegabytes()
-        let ceiling = option("--ceiling") == "off" ? (openblas: Double.nan, split: Double.nan)
-            : sgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
+        let ceiling = option("--ceiling") == "off" ? nil
+            : SgemmCeiling(linearGemms(config, rows: b * t, train: train), threads: threads)
+        ceiling?.pass(warmUp: true)
+        var times: [Double] = [], cpu = 0.0
+        for _ in 0..<max(1, repeats) {
+            let t0 = now(), c0 = cpuSeconds()
+            try runStep()
+            times.append(now() - t0)
+            cpu = cpuSeconds() - c0
+            ceiling?.pass()
+        }
         let flops = (train ? 3 : 1) * forwardFlops(config, batch: b, seq: t)
         emit(["impl": "csslm", "model": modelName + (fullLastLayer ? " (all rows)" : ""), "batch": b, "seq": t, "threads": threads, "mode": mode,
-              "ms": seconds * 1e3, "min_ms": fastest * 1e3, "cpu_ms_last": cpu * 1e3, "rss_mb": rss, "gflop": flops / 1e9,
-              "ceiling_openblas": ceiling.openblas, "ceiling_split": ceiling.split])
+              "ms": median(times) * 1e3, "min_ms": times.min()! * 1e3, "cpu_ms_last": cpu * 1e3, "rss_mb": rss, "gflop": flops / 1e9,
+              "ceiling_openblas": median(ceiling?.openblas ?? []), "ceiling_split": median(ceiling?.split ?? [])])
     }
 }
 
