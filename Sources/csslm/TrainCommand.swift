@@ -13,6 +13,25 @@ struct TrainCommand: ParsableCommand {
             result.json into --output.
             """)
 
+    @OptionGroup var options: TrainOptions
+
+    func run() throws {
+        let runConfig = try options.resolvedConfig()
+        let comm = try makeCommunicator()
+        comm.runOrAbort {
+            let result = try Trainer(config: runConfig, communicator: comm).run()
+            if comm.rank == 0 {
+                print(String(format: "[result] %@ %@: best epoch %d, dev acc %.4f, test acc %.4f, test macro-F1 %.4f (%.0f s)",
+                             result.method, result.dataset, result.bestEpoch, result.dev.accuracy, result.test.accuracy,
+                             result.test.macroF1, result.seconds))
+            }
+        }
+    }
+}
+
+/// The fields of a run config as flags (`csslm train`, `csslm experiment`); a given flag wins over
+/// the config file's field.
+struct TrainOptions: ParsableArguments {
     @Option(help: "JSON run config; flags override its fields.") var config: String?
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
@@ -41,8 +60,16 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "faithful | query") var retriever: String?
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
 
+    /// The config file (if any) with every given flag applied, validated.
     func resolvedConfig() throws -> TrainConfig {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
+        try apply(to: &c)
+        try c.validate()
+        return c
+    }
+
+    /// Applies the flags that were given to `c` (unvalidated).
+    func apply(to c: inout TrainConfig) throws {
         if let model { c.model = model }
         if let data { c.data = data }
         if let output { c.output = output }
@@ -79,22 +106,8 @@ struct TrainCommand: ParsableCommand {
             c.retriever = r
         }
         if let refreshEvery { c.refreshEvery = refreshEvery }
-        try c.validate()
-        return c
     }
 
-    func run() throws {
-        let runConfig = try resolvedConfig()
-        let comm = try makeCommunicator()
-        comm.runOrAbort {
-            let result = try Trainer(config: runConfig, communicator: comm).run()
-            if comm.rank == 0 {
-                print(String(format: "[result] %@ %@: best epoch %d, dev acc %.4f, test acc %.4f, test macro-F1 %.4f (%.0f s)",
-                             result.method, result.dataset, result.bestEpoch, result.dev.accuracy, result.test.accuracy,
-                             result.test.macroF1, result.seconds))
-            }
-        }
-    }
 }
 
 /// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a

@@ -62,17 +62,19 @@ public final class BertClassifier {
         }
     }
 
-    /// Runs encoder and head; logits are in `headActivations.logits` [B, C].
-    public func forward(_ batch: TokenBatch, dropout: DropoutContext) throws {
+    /// Runs encoder and head; logits are in `headActivations.logits` [B, C]. With
+    /// `keepForBackward: false` the encoder keeps one layer's activations only (inference).
+    public func forward(_ batch: TokenBatch, dropout: DropoutContext, keepForBackward: Bool = true) throws {
         try batch.validate(for: config)
-        encoder.forward(batch, params: parameters.values.base, acts: encoderActivations, dropout: dropout)
+        encoder.forward(batch, params: parameters.values.base, acts: encoderActivations, dropout: dropout,
+                        keepForBackward: keepForBackward)
         head.forward(batch, lastHidden: encoderActivations.lastHidden, params: parameters.values.base,
                      acts: headActivations, dropout: dropout)
     }
 
     /// Logits [B·C] without dropout.
     public func logits(_ batch: TokenBatch) throws -> [Float] {
-        try forward(batch, dropout: .off(batch: batch.batch))
+        try forward(batch, dropout: .off(batch: batch.batch), keepForBackward: false)
         return Array(UnsafeBufferPointer(start: headActivations.logits.base, count: batch.batch * numLabels))
     }
 

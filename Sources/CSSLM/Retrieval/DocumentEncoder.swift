@@ -105,7 +105,7 @@ public struct DocumentEncoder {
                                        padId: paddingId, sepId: separatorId)
             try batch.validate(for: model.config)
             model.encoder.forward(batch, params: model.parameters.values.base, acts: model.encoderActivations,
-                                  dropout: .off(batch: batch.batch))
+                                  dropout: .off(batch: batch.batch), keepForBackward: false)
             if t.count < batch.batch * h {
                 t = [Float](repeating: 0, count: batch.batch * h)
                 e = t

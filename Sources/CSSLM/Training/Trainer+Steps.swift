@@ -105,7 +105,7 @@ extension Trainer {
             var rng = SplitMix64(seed: CounterRandom.streamKey(seed: config.seed, step: s.step, example: 0, site: Self.negativesSite))
             let picks = (0..<config.negatives).map { _ in rng.nextInt(below: corpusPool.count) }
             let nb = try tokenBatch(picks.map { corpusPool.encodings[$0] })
-            try model.forward(nb, dropout: .off(batch: nb.batch))
+            try model.forward(nb, dropout: .off(batch: nb.batch), keepForBackward: false)
             negE = features(nb).e
         }
         let negCount = negE.count / h

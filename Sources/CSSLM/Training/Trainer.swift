@@ -83,6 +83,8 @@ public final class Trainer {
         if config.method != .finetune { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
         if config.method.retrieves { heads += retrievalHeadTensors(hidden: h) }
         model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
+        // Every loss, head and retrieval score reads [CLS] and [SEP] only: the last layer skips the other rows.
+        model.encoderActivations.lastLayerRows = .sentenceFeatures
         sample = try FewShotSampler.sample(splits.train, perClass: config.perClass, seed: config.sampleSeed)
         let fewShot = sample.dataset(from: splits.train)
         func encode(_ set: LabeledDataset, limit: Int) -> EncodedSplit {

@@ -1,0 +1,124 @@
+// The protocol of the paper's tables, as data: methods × datasets × few-shot samples, each a full
+// training run, summarised as mean ± population standard deviation over the samples of test
+// accuracy and macro-F1 at the best dev epoch. `csslm experiment` runs the grid; this file plans it,
+// summarises finished runs and renders the Markdown table.
+import Foundation
+
+/// One method of an experiment: a training method plus the retriever variant that tells
+/// `csslm` from `csslm-query` apart.
+public struct ExperimentMethod: Equatable, Sendable, CustomStringConvertible {
+    public var method: TrainingMethod
+    public var retriever: RetrieverKind
+
+    /// Parses `finetune`, `scl`, `selftrain`, `csslm` or `csslm-query`.
+    public init(parsing name: String) throws {
+        if name == "csslm-query" {
+            self.init(method: .csslm, retriever: .query)
+        } else if let m = TrainingMethod(rawValue: name) {
+            self.init(method: m, retriever: .faithful)
+        } else {
+            throw CSSLMError("unknown method '\(name)'",
+                             hint: "use finetune, scl, selftrain, csslm or csslm-query")
+        }
+    }
+
+    public init(method: TrainingMethod, retriever: RetrieverKind) {
+        self.method = method
+        self.retriever = method == .csslm ? retriever : .faithful
+    }
+
+    /// The name used in run folders and tables (what `RunResult.method` reports).
+    public var description: String { method == .csslm && retriever == .query ? "csslm-query" : method.rawValue }
+
+    /// Every method the paper's table compares, in its order.
+    public static let all = ["finetune", "scl", "selftrain", "csslm", "csslm-query"]
+}
+
+/// Mean and population standard deviation (divide by n, as the paper's ± over 5 samples).
+public struct MeanStd: Equatable, Sendable {
+    public var mean: Double
+    public var std: Double
+    public var count: Int
+
+    public init(_ values: [Double]) {
+        count = values.count
+        guard !values.isEmpty else { mean = .nan; std = .nan; return }
+        let m = values.reduce(0, +) / Double(values.count)
+        mean = m
+        std = (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count)).squareRoot()
+    }
+
+    /// "56.6 ± 1.2" in percent points.
+    public var percent: String { count == 0 ? "–" : String(format: "%.1f ± %.1f", mean * 100, std * 100) }
+}
+
+/// One dataset × method cell of the table.
+public struct ExperimentCell: Sendable {
+    public var dataset: String
+    public var method: String
+    public var results: [RunResult]
+
+    public var testAccuracy: MeanStd { MeanStd(results.map(\.test.accuracy)) }
+    public var testMacroF1: MeanStd { MeanStd(results.map(\.test.macroF1)) }
+    public var devAccuracy: MeanStd { MeanStd(results.map(\.dev.accuracy)) }
+    public var meanSeconds: Double { results.isEmpty ? 0 : results.map(\.seconds).reduce(0, +) / Double(results.count) }
+}
+
+public enum ExperimentTable {
+    /// Groups results by dataset (in first-seen order) and method (in `methods` order).
+    public static func cells(_ results: [RunResult], methods: [String]) -> [ExperimentCell] {
+        var datasets: [String] = []
+        for r in results where !datasets.contains(r.dataset) { datasets.append(r.dataset) }
+        return datasets.flatMap { d in
+            methods.compactMap { m in
+                let mine = results.filter { $0.dataset == d && $0.method == m }.sorted { $0.sampleSeed < $1.sampleSeed }
+                return mine.isEmpty ? nil : ExperimentCell(dataset: d, method: m, results: mine)
+            }
+        }
+    }
+
+    /// The results table: one row per dataset × method; the best test accuracy per dataset in bold,
+    /// and each method's gain over `finetune` on the same samples.
+    public static func markdown(_ cells: [ExperimentCell]) -> String {
+        var lines = ["| dataset | method | test acc (%) | test macro-F1 (%) | dev acc (%) | Δ acc vs finetune | samples | s/run |",
+                     "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for dataset in cells.map(\.dataset).uniqued() {
+            let mine = cells.filter { $0.dataset == dataset }
+            let best = mine.map(\.testAccuracy.mean).max() ?? .nan
+            let base = mine.first { $0.method == TrainingMethod.finetune.rawValue }
+            for cell in mine {
+                let acc = cell.testAccuracy
+                let accText = acc.mean == best && mine.count > 1 ? "**\(acc.percent)**" : acc.percent
+                var delta = "–"
+                if let base, cell.method != base.method {
+                    delta = String(format: "%+.1f", (acc.mean - base.testAccuracy.mean) * 100)
+                }
+                lines.append("| \(dataset) | \(cell.method) | \(accText) | \(cell.testMacroF1.percent) | \(cell.devAccuracy.percent) | "
+                             + "\(delta) | \(cell.results.count) | \(Int(cell.meanSeconds.rounded())) |")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public static let beginMarker = "<!-- csslm experiment: begin -->"
+    public static let endMarker = "<!-- csslm experiment: end -->"
+
+    /// `document` with the text between the experiment markers replaced by `section` (markers
+    /// kept), or with the marked section appended when the markers are absent.
+    public static func replacingSection(in document: String, with section: String) -> String {
+        let block = "\(beginMarker)\n\(section)\n\(endMarker)"
+        if let begin = document.range(of: beginMarker), let end = document.range(of: endMarker, range: begin.upperBound..<document.endIndex) {
+            return document.replacingCharacters(in: begin.lowerBound..<end.upperBound, with: block)
+        }
+        let separator = document.isEmpty || document.hasSuffix("\n\n") ? "" : (document.hasSuffix("\n") ? "\n" : "\n\n")
+        return document + separator + block + "\n"
+    }
+}
+
+extension Sequence where Element: Hashable {
+    /// The elements in first-seen order, each once.
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
+}

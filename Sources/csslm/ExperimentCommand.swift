@@ -1,0 +1,149 @@
+// `csslm experiment`: the paper's protocol in one command — every method on every dataset config
+// for few-shot samples 0..<n, each a full `train` run in its own folder, then the table of
+// mean ± population std of test accuracy and macro-F1 (at the best dev epoch). Finished runs (a
+// result.json beside an identical config.json) are kept, so an interrupted experiment continues
+// where it stopped. Works as one process or under mpirun (every rank walks the same grid).
+import ArgumentParser
+import CSSLM
+import Foundation
+
+struct ExperimentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "Run methods × datasets × few-shot samples and write the results table.",
+        discussion: """
+            Each DATASET_CONFIG is a run config (e.g. configs/rotten-tomatoes.json); the flags of \
+            `csslm train` apply to all of them, except --method, --sample-seed and --output, which \
+            the grid sets: OUTPUT/<dataset>/<method>/sample-<i>. The table goes to OUTPUT/results.md \
+            and, with --results FILE, between the experiment markers of FILE (appended when absent).
+            """)
+
+    @Argument(help: "Run configs, one per dataset.") var datasetConfigs: [String]
+    @Option(help: "Comma-separated: finetune, scl, selftrain, csslm, csslm-query.")
+    var methods = ExperimentMethod.all.joined(separator: ",")
+    @Option(help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
+    @Option(name: .customLong("experiment-output"), help: "Folder of the experiment's runs.") var experimentOutput = "runs/experiment"
+    @Option(help: "Markdown file to write the table into (e.g. docs/RESULTS.md).") var results: String?
+    @OptionGroup var options: TrainOptions
+
+    func validate() throws {
+        guard !datasetConfigs.isEmpty else { throw ValidationError("give at least one dataset config, e.g. configs/rotten-tomatoes.json") }
+        guard samples > 0 else { throw ValidationError("--samples must be at least 1 (got \(samples))") }
+        for (flag, given) in [("--config", options.config != nil), ("--method", options.method != nil),
+                              ("--sample-seed", options.sampleSeed != nil), ("--output", options.output != nil)] where given {
+            throw ValidationError("\(flag) is set by the experiment grid; give dataset configs as arguments and --experiment-output for the folder")
+        }
+    }
+
+    /// Every run of the grid, fully resolved and validated before the first one starts.
+    func plan() throws -> [TrainConfig] {
+        let methodList = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !methodList.isEmpty else { throw ValidationError("--methods is empty") }
+        var runs: [TrainConfig] = []
+        for path in datasetConfigs {
+            var base = try TrainConfig.load(from: URL(fileURLWithPath: path))
+            try options.apply(to: &base)
+            let dataset = URL(fileURLWithPath: base.data).lastPathComponent
+            for m in methodList {
+                for sample in 0..<samples {
+                    var c = base
+                    c.method = m.method
+                    c.retriever = m.retriever
+                    c.sampleSeed = UInt64(sample)
+                    c.output = "\(experimentOutput)/\(dataset)/\(m)/sample-\(sample)"
+                    do { try c.validate() } catch { throw CSSLMError("\(path) with --method \(m): \(error)") }
+                    runs.append(c)
+                }
+            }
+        }
+        return runs
+    }
+
+    func run() throws {
+        let grid = try plan()
+        let comm = try makeCommunicator()
+        let started = Date()
+        comm.runOrAbort {
+            var finished: [RunResult] = []
+            for (i, config) in grid.enumerated() {
+                // Rank 0 decides whether a finished run can be kept; every rank follows.
+                let kept = comm.rank == 0 ? Self.finishedResult(of: config) : nil
+                if try comm.agree(kept == nil ? 0 : 1, name: "agree(experiment run kept)") == 1 {
+                    if let kept { finished.append(kept) }
+                    if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output): kept (finished earlier)") }
+                    continue
+                }
+                if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output)") }
+                let result = try Trainer(config: config, communicator: comm).run()
+                finished.append(result)
+                if comm.rank == 0 {
+                    print(String(format: "[experiment] %@ %@ sample %d: test acc %.4f macro-F1 %.4f (%.0f s)", result.dataset,
+                                 result.method, config.sampleSeed, result.test.accuracy, result.test.macroF1, result.seconds))
+                }
+            }
+            if comm.rank == 0 {
+                try writeTable(finished, worldSize: comm.size, wallSeconds: Date().timeIntervalSince(started))
+            }
+        }
+    }
+
+    /// The result of a run that finished with exactly `config`, if its folder holds one.
+    static func finishedResult(of config: TrainConfig) -> RunResult? {
+        let dir = URL(fileURLWithPath: config.output)
+        guard let resultData = try? Data(contentsOf: dir.appendingPathComponent("result.json")),
+              let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")), saved == config else { return nil }
+        return try? JSONDecoder().decode(RunResult.self, from: resultData)
+    }
+
+    func writeTable(_ runs: [RunResult], worldSize: Int, wallSeconds: Double) throws {
+        let names = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)).description }
+        let table = ExperimentTable.markdown(ExperimentTable.cells(runs, methods: names))
+        let runSeconds = runs.map(\.seconds).reduce(0, +)
+        let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset"
+        let section = """
+            ## `csslm experiment` (\(ISO8601DateFormatter().string(from: Date()).prefix(10)))
+
+            Command: `\(CommandLine.arguments.map(Self.shellQuoted).joined(separator: " "))`
+            (\(worldSize) rank(s), OPENBLAS_NUM_THREADS=\(threads)). Machine: \(Self.machineDescription()).
+            Wall time of this invocation: \(Self.duration(wallSeconds)); sum of the \(runs.count) runs' own times: \
+            \(Self.duration(runSeconds)). Test accuracy and macro-F1 at the best dev epoch, mean ± population std
+            over few-shot samples 0..<\(samples) (percent); Δ is against `finetune` on the same samples.
+            Runs: `\(experimentOutput)/<dataset>/<method>/sample-<i>/` (result.json, metrics.jsonl, report).
+
+            \(table)
+            """
+        let out = URL(fileURLWithPath: experimentOutput)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try Data((section + "\n").utf8).write(to: out.appendingPathComponent("results.md"), options: .atomic)
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(runs).write(to: out.appendingPathComponent("results.json"), options: .atomic)
+        print("\n" + section)
+        if let results {
+            let url = URL(fileURLWithPath: results)
+            let existing = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+            try Data(ExperimentTable.replacingSection(in: existing, with: section).utf8).write(to: url, options: .atomic)
+            print("[experiment] table written into \(results)")
+        }
+    }
+
+    static func shellQuoted(_ s: String) -> String {
+        s.allSatisfy { $0.isLetter || $0.isNumber || "-_./=,:".contains($0) } ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600) h \(s % 3600 / 60) min" : "\(s / 60) min \(s % 60) s"
+    }
+
+    /// "2 cores (AMD EPYC 7B13), 23 GiB" from /proc where available.
+    static func machineDescription() -> String {
+        let info = ProcessInfo.processInfo
+        var cpu = ""
+        if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let colon = line.firstIndex(of: ":") {
+            cpu = " (" + line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) + ")"
+        }
+        return "\(info.activeProcessorCount) cores\(cpu), \(info.physicalMemory >> 30) GiB"
+    }
+}
