@@ -39,13 +39,17 @@ struct ExperimentCommand: ParsableCommand {
     func plan() throws -> [TrainConfig] {
         let methodList = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)) }
         guard !methodList.isEmpty else { throw ValidationError("--methods is empty") }
-        var runs: [TrainConfig] = []
-        for path in datasetConfigs {
+        let bases = try datasetConfigs.map { path in
             var base = try TrainConfig.load(from: URL(fileURLWithPath: path))
             try options.apply(to: &base)
-            let dataset = URL(fileURLWithPath: base.data).lastPathComponent
-            for m in methodList {
-                for sample in 0..<samples {
+            return (path, base)
+        }
+        // Sample-major order: stopped at any point, every method has seen the same samples.
+        var runs: [TrainConfig] = []
+        for sample in 0..<samples {
+            for (path, base) in bases {
+                let dataset = URL(fileURLWithPath: base.data).lastPathComponent
+                for m in methodList {
                     var c = base
                     c.method = m.method
                     c.retriever = m.retriever
