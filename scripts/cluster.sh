@@ -13,7 +13,8 @@
 # RATE (e.g. 1gbit, 10gbit) limits each link in both directions; DELAY (e.g. 0.2ms) adds one-way
 # latency per link and needs the kernel's netem qdisc (sch_netem). Without netem, rates use tbf
 # (token bucket) and --delay is an error. Names and addresses:
-#   switch namespace  csslm-sw    bridge csslm-br, 10.77.0.254/24 (mpirun runs here)
+#   switch namespace  csslm-sw    bridge csslm-br, 10.77.0.254/24 (mpirun runs here;
+#                                 net.ipv4.tcp_retries2 = 4, see below)
 #   host i            csslm-hI    eth0 (peer csslm-vI on the bridge), 10.77.0.I/24, lo up
 # Files in $CSSLM_CLUSTER_DIR (default runs/cluster): hostfile (`csslm-hI slots=1`, the
 # hostfiles/ format), hosts (/etc/hosts style, read by scripts/netns-agent.sh), launch.conf
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly prefix=csslm-h switch=csslm-sw bridge=csslm-br subnet=10.77.0 head=10.77.0.254
+readonly prefix=csslm-h switch=csslm-sw bridge=csslm-br subnet=10.77.0 head=10.77.0.254 launcher_tcp_retries=4
 dir=${CSSLM_CLUSTER_DIR:-runs/cluster}
 
 die() { printf 'cluster.sh: error: %s\n' "$*" >&2; exit 2; }
@@ -100,6 +101,11 @@ up() {
     die "--delay needs the netem qdisc, which this kernel lacks (modprobe sch_netem); omit --delay (rates work with tbf)"
   fi
   ip netns exec "$switch" ip link set lo up
+  # mpirun learns that a host is unreachable only when TCP gives up on the connection to that
+  # host's daemon: after tcp_retries2 retransmissions, by default 15 (about 15 minutes, a hang
+  # for anyone waiting). 4 is about 6 s. The hosts keep the default, so a cut link stalls their
+  # ranks in a collective and the collective watchdog is what reports it.
+  ip netns exec "$switch" sh -c "echo $launcher_tcp_retries > /proc/sys/net/ipv4/tcp_retries2"
   ip netns exec "$switch" ip link add "$bridge" type bridge
   ip netns exec "$switch" ip addr add "$head/24" dev "$bridge"
   ip netns exec "$switch" ip link set "$bridge" up
@@ -127,8 +133,9 @@ $head $switch" hostfile="# csslm cluster (scripts/cluster.sh up $n${rate:+ --rat
   printf '%s\n' "$hostfile" > "$dir/hostfile"
   printf 'agent %s\ntcp-net %s\nnetns %s\n' "$PWD/scripts/netns-agent.sh" "$subnet.0/24" "$switch" > "$dir/launch.conf"
   trap - EXIT
-  printf 'cluster.sh: %d host(s) up on %s.0/24%s%s (qdisc %s); hostfile %s/hostfile\n' "$n" "$subnet" \
-    "${rate:+, $rate per link}" "${delay:+, $delay one way}" "$( ((netem)) && echo netem || echo tbf)" "$dir" >&2
+  local shaping=""
+  [[ -n "$rate$delay" ]] && shaping=" (${rate:+$rate per link}${rate:+${delay:+, }}${delay:+$delay one way}, tc $( ((netem)) && echo netem || echo tbf))"
+  printf 'cluster.sh: %d host(s) up on %s.0/24%s; hostfile %s/hostfile\n' "$n" "$subnet" "$shaping" "$dir" >&2
 }
 
 down() {
@@ -172,5 +179,5 @@ case "${1:-}" in
   mend) link up "${2:-}" ;;
   available) reason=$(unavailable_reason); [[ -z "$reason" ]] || { echo "$reason"; exit 1; } ;;
   -h|--help) usage 0 ;;
-  *) usage 2 >&2 ;;
+  *) printf 'cluster.sh: error: unknown command "%s"\n\n' "${1:-}" >&2; usage 2 >&2 ;;
 esac

@@ -71,7 +71,7 @@ final class ClusterTests: XCTestCase {
     /// Starts `command` (relative to the repository root) under `timeout`, output to a file.
     static func start(_ command: [String], environment: [String: String] = [:], limit: Int) throws -> Started {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-cluster-out-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         process.arguments = ["-k", "5", String(limit)] + command
@@ -97,8 +97,8 @@ final class ClusterTests: XCTestCase {
                               environment: ["CSSLM_CLUSTER_DIR": clusterDirectory.path], limit: 60)
         XCTAssertEqual(up.status, 0, "cluster.sh up: \(up.summary)")
         let hostfile = try String(contentsOf: clusterDirectory.appendingPathComponent("hostfile"), encoding: .utf8)
-        XCTAssertEqual(hostfile.split(separator: "\n").filter { !$0.hasPrefix("#") },
-                       (1...hosts).map { "csslm-h\($0) slots=1" }[...])
+        let lines = hostfile.split(separator: "\n").filter { !$0.hasPrefix("#") }.map(String.init)
+        XCTAssertEqual(lines, (1...hosts).map { "csslm-h\($0) slots=1" })
     }
 
     func clusterDown() throws {
