@@ -32,6 +32,8 @@ final class ClusterTests: XCTestCase {
 
     var work: URL!
     var clusterDirectory: URL { work.appendingPathComponent("cluster") }
+    /// The namespaces' names are machine-wide: test runs from several checkouts take turns.
+    var lock: Int32 = -1
 
     override func setUpWithError() throws {
         let available = try Self.run(["scripts/cluster.sh", "available"], limit: 30)
@@ -42,6 +44,8 @@ final class ClusterTests: XCTestCase {
         }
         guard DistributedTests.hasMPIRun else { throw XCTSkip("cluster tests skipped: mpirun not found (apt install openmpi-bin)") }
         _ = try TrainerTests.csslmBinary()
+        lock = open("/tmp/csslm-cluster-tests.lock", O_CREAT | O_RDWR, 0o644)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw CSSLMError("cannot lock /tmp/csslm-cluster-tests.lock") }
         work = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-cluster-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         // The csslm-* namespaces belong to these tests while they run: a cluster left by an
@@ -56,6 +60,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(down.status, 0, "cluster.sh down: \(down.summary)")
         XCTAssertEqual(try Self.run(["scripts/cluster.sh", "status"], limit: 30).output, "no cluster is up\n")
         if ProcessInfo.processInfo.environment["CSSLM_KEEP_TEST_DIR"] == nil { try? FileManager.default.removeItem(at: work) }
+        close(lock)  // releases the flock
     }
 
     // MARK: Helpers
