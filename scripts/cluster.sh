@@ -61,7 +61,7 @@ shape() {
     [[ -n "$delay" ]] && args+=(delay "$delay")
     [[ -n "$rate" ]] && args+=(rate "$rate")
     # netem queues by packets: leave room for a window of full-size frames at the rate.
-    ((${#args[@]})) && ip netns exec "$ns" tc qdisc replace dev "$dev" root netem "${args[@]}" limit 100000
+    if ((${#args[@]})); then ip netns exec "$ns" tc qdisc replace dev "$dev" root netem "${args[@]}" limit 100000; fi
   elif [[ -n "$rate" ]]; then
     # burst: 1 ms at the rate (at least a 64 KB segment, which veths pass unsplit); latency: a
     # deep queue, as a switch port has.
