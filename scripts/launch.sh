@@ -18,7 +18,8 @@
 #   --agent CMD              how mpirun reaches a node (Open MPI's plm_rsh_agent; default ssh)
 #   --cluster DIR            the simulated cluster of scripts/cluster.sh (DIR/launch.conf): its
 #                            hostfile, its agent (scripts/netns-agent.sh), its subnet, and mpirun
-#                            inside its switch namespace; ranks not bound (the hosts share cores)
+#                            inside its switch namespace; ranks not bound, and BLAS threads =
+#                            cores / all ranks (the hosts share this machine's cores)
 #   --dry-run                print the mpirun command instead of running it
 #   -h, --help               this text
 # PROGRAM defaults to .build/release/csslm. Examples:
@@ -74,7 +75,8 @@ fi
 cores=${cores:-$(nproc)}
 ranks_per_node=${ranks_per_node:-${slots:-$cores}}
 np=${np:-$((ranks_per_node * nodes))}
-threads=${threads:-$((cores / ranks_per_node))}
+# Simulated hosts (--cluster) share this machine's cores: divide them over every rank.
+if [[ -n "$netns" ]]; then threads=${threads:-$((cores / np))}; else threads=${threads:-$((cores / ranks_per_node))}; fi
 ((threads >= 1)) || threads=1
 
 args=(mpirun -np "$np")
