@@ -201,7 +201,7 @@ final class DistributedLocalTests: XCTestCase {
     func testWatchdogReportsOnlyACollectiveThatOutlivesItsDeadline() {
         let lock = NSLock()
         var messages: [String] = []
-        let watchdog = CollectiveWatchdog(rank: 1, size: 2, deadline: 0.3) { message in
+        let watchdog = CollectiveWatchdog(rank: 1, size: 2, host: "node7", deadline: 0.3) { message in
             lock.withLock { messages.append(message) }
         }
         watchdog.watching("allreduce(quick)", step: 2) { _ = usleep(50_000) }
@@ -213,7 +213,7 @@ final class DistributedLocalTests: XCTestCase {
         watchdog.leave()
         let reported = lock.withLock { messages }
         XCTAssertEqual(reported.count, 1)
-        XCTAssertTrue(reported.first?.contains("rank 1 of 2") == true, "\(reported)")
+        XCTAssertTrue(reported.first?.contains("rank 1 of 2 on node7 has waited") == true, "\(reported)")
         XCTAssertTrue(reported.first?.contains("'allgatherv(features)' at step 3") == true, "\(reported)")
     }
 

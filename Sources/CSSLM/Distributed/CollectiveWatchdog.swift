@@ -17,6 +17,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
 
     private let rank: Int
     private let size: Int
+    private let host: String?
     private let lock = NSLock()
     private var deadlineSeconds: Double
     private var current: (name: String, step: Int, since: Double)?
@@ -31,9 +32,11 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         return fallback
     }
 
-    public init(rank: Int, size: Int, deadline: Double, onStall: @escaping (String) -> Void) {
+    /// `host` (the node's name) goes into the message: across nodes, the first thing to look at.
+    public init(rank: Int, size: Int, host: String? = nil, deadline: Double, onStall: @escaping (String) -> Void) {
         self.rank = rank
         self.size = size
+        self.host = host
         self.deadlineSeconds = deadline
         // The thread holds the watchdog weakly (strongly only during one poll), so it ends once
         // the watchdog is released.
@@ -91,7 +94,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
             guard waited > deadlineSeconds else { return (interval, nil) }
             fired = true
             let message = """
-                csslm watchdog: rank \(rank) of \(size) has waited \(String(format: "%.1f", waited)) s \
+                csslm watchdog: rank \(rank) of \(size)\(host.map { " on \($0)" } ?? "") has waited \(String(format: "%.1f", waited)) s \
                 in collective '\(c.name)' at step \(c.step) (deadline \(String(format: "%.1f", deadlineSeconds)) s): \
                 another rank has stalled, failed or skipped this collective. Aborting the job.
                 hint: look for an earlier message from another rank; if a collective legitimately waits \

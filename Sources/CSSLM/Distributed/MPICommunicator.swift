@@ -18,6 +18,8 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     public var step: Int = 0
+    /// This node's name (MPI_Get_processor_name), in abort and watchdog messages.
+    public let host: String
     /// The watchdog that aborts the job when a collective stalls (nil when disabled).
     public let watchdog: CollectiveWatchdog?
     /// The largest element count passed to one MPI call; larger buffers take several calls.
@@ -47,9 +49,13 @@ public final class MPICommunicator: Communicator {
         comm = dup
         rank = Int(r)
         size = Int(s)
+        var name = [CChar](repeating: 0, count: Int(CSSLM_MPI_MAX_PROCESSOR_NAME) + 1)
+        var nameLength: Int32 = 0
+        try mpiCheck(MPI_Get_processor_name(&name, &nameLength), "MPI_Get_processor_name", setup)
+        host = String(cString: name)
         self.maxElementsPerCall = maxElementsPerCall
         if let collectiveDeadline {
-            watchdog = CollectiveWatchdog(rank: rank, size: size, deadline: collectiveDeadline) { message in
+            watchdog = CollectiveWatchdog(rank: rank, size: size, host: host, deadline: collectiveDeadline) { message in
                 MPIRuntime.abortFromAnyThread(message, code: MPIRuntime.stallExitCode)
             }
         } else {
@@ -178,7 +184,7 @@ public final class MPICommunicator: Communicator {
     }
 
     public func abort(_ message: String, code: Int32) -> Never {
-        MPIRuntime.abortFromAnyThread("csslm: rank \(rank) of \(size), step \(step): \(message)", code: code)
+        MPIRuntime.abortFromAnyThread("csslm: rank \(rank) of \(size) on \(host), step \(step): \(message)", code: code)
     }
 
     // MARK: Helpers
