@@ -40,6 +40,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Corpus negatives per step for L_dom.") var negatives: Int?
     @Option(help: "faithful | query") var retriever: String?
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
+    @Option(help: "Contrastive loss of scl and csslm: pair | supcon") var contrastive: String?
+    @Option(help: "SupCon temperature (> 0).") var temperature: Float?
 
     func resolvedConfig() throws -> TrainConfig {
         var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
@@ -79,6 +81,13 @@ struct TrainCommand: ParsableCommand {
             c.retriever = r
         }
         if let refreshEvery { c.refreshEvery = refreshEvery }
+        if let contrastive {
+            guard let k = ContrastiveKind(rawValue: contrastive) else {
+                throw ValidationError("--contrastive '\(contrastive)' is not one of \(ContrastiveKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.contrastive = k
+        }
+        if let temperature { c.temperature = temperature }
         try c.validate()
         return c
     }

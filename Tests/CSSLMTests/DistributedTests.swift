@@ -104,7 +104,7 @@ final class DistributedTests: XCTestCase {
         }
     }
 
-    func testGatheredPairLossGradientEqualsSingleProcessGradientForEvenAndUnevenSplits() throws {
+    func testGatheredContrastiveLossGradientsEqualSingleProcessGradientsForEvenAndUnevenSplits() throws {
         for ranks in [2, 3] {
             let r = try report("gather-gradient", ranks: ranks)
             for pattern in ["even", "uneven"] {
@@ -114,6 +114,9 @@ final class DistributedTests: XCTestCase {
                 if pattern == "uneven" { XCTAssertGreaterThan(Set(counts).count, 1) }
                 XCTAssertLessThanOrEqual(try XCTUnwrap(p["gradient_rel_error"] as? Double), 1e-5)
                 XCTAssertLessThanOrEqual(try XCTUnwrap(p["loss_rel_error"] as? Double), 1e-5)
+                XCTAssertLessThanOrEqual(try XCTUnwrap(p["supcon_gradient_rel_error"] as? Double), 1e-5)
+                XCTAssertLessThanOrEqual(try XCTUnwrap(p["supcon_loss_rel_error"] as? Double), 1e-5)
+                XCTAssertEqual(p["supcon_masked_anchors"] as? Int, 1)
             }
         }
     }

@@ -77,8 +77,8 @@ final class TrainerTests: XCTestCase {
         }
     }
 
-    /// `csslm eval` on the saved best model reproduces the run's own test metrics, and `csslm predict`
-    /// answers one JSON line per input line with the argmax label.
+    /// `csslm eval` on the saved best model reproduces the run's own test metrics, `csslm predict`
+    /// answers one JSON line per input line with the argmax label, and the run wrote report.html.
     func testEvalAndPredictOnTheSavedModelAgreeWithTheRun() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-eval-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -90,6 +90,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(status, 0, output)
         let result = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("result.json"))) as! [String: Any]
         let test = result["test"] as! [String: Any]
+        // Rank 0 wrote the report: curves of loss, ce and pair per step, and of dev accuracy.
+        let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(report.contains("Test confusion matrix"), report)
+        XCTAssertEqual(report.components(separatedBy: "<polyline").count - 1, 3 + 1, "loss, ce, pair per step; dev accuracy")
         let (evalStatus, evalOutput) = try Self.runCSSLM(["eval", "--model", out.appendingPathComponent("model").path,
                                                           "--data", data.path, "--split", "test", "--max-length", "16"], ranks: nil)
         XCTAssertEqual(evalStatus, 0, evalOutput)
@@ -119,12 +123,13 @@ final class TrainerTests: XCTestCase {
         let (model, data) = try Self.makeTinyTask(in: dir)
         let corpus = ["--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2", "--pool-size", "30",
                       "--top-k", "3", "--negatives", "4", "--init-epochs", "1"]
-        for method in ["finetune", "scl", "selftrain", "csslm", "csslm-query"] {
+        for method in ["finetune", "scl", "selftrain", "csslm", "csslm-query", "csslm-supcon"] {
             var losses: [[Double]] = [], weights: [[Float]] = []
             for ranks in [nil, 2, 3] as [Int?] {
                 let out = dir.appendingPathComponent("run-\(method)-\(ranks ?? 1)")
                 // Global batch 5 splits unevenly over 2 and 3 ranks (3+2, 2+2+1).
                 let methodArgs = method == "csslm-query" ? ["--method", "csslm", "--retriever", "query", "--refresh-every", "2"]
+                    : method == "csslm-supcon" ? ["--method", "csslm", "--contrastive", "supcon", "--temperature", "0.5"]
                     : ["--method", method]
                 let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
                                                           "--per-class", "6", "--batch-size", "5", "--epochs", "2",

@@ -46,6 +46,8 @@ struct StepLosses {
     var total: Double { parts.reduce(0, +) }
     /// Named parts, in the order of `names`.
     var parts: [Double]
+    /// SupCon anchors of the global set without a positive, masked out of the step's losses.
+    var maskedAnchors = 0
 }
 
 public final class Trainer {
@@ -80,7 +82,7 @@ public final class Trainer {
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
         var heads: [(name: String, shape: [Int])] = []
-        if config.method != .finetune { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
+        if config.method != .finetune && config.contrastive == .pair { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
         if config.method.retrieves { heads += retrievalHeadTensors(hidden: h) }
         model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
         sample = try FewShotSampler.sample(splits.train, perClass: config.perClass, seed: config.sampleSeed)
@@ -152,13 +154,14 @@ public final class Trainer {
             + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(corpusPool.count) corpus sentences" : ""))
 
         let best: StageBest
+        let contrastive = config.contrastive.rawValue
         switch config.method {
         case .finetune, .scl:
-            best = try runStage("train", epochs: config.epochs, partNames: ["ce", "pair"]) { try self.labelledStep($0) }
+            best = try runStage("train", epochs: config.epochs, partNames: ["ce", contrastive]) { try self.labelledStep($0) }
         case .csslm, .selftrain:
-            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", "pair", "task", "dom"]) { try self.initStep($0) }
+            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", contrastive, "task", "dom"]) { try self.initStep($0) }
             let retriever = try encodeCorpus()
-            let names = config.method == .csslm ? ["ce", "pair_q", "pair_m"] : ["ce"]
+            let names = config.method == .csslm ? ["ce", contrastive + "_q", contrastive + "_m"] : ["ce"]
             best = try runStage("main", epochs: config.epochs, partNames: names) { try self.mainStep($0, retriever: retriever) }
             try retriever.finish()
         }
@@ -170,6 +173,8 @@ public final class Trainer {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
             try saveModel(to: out.appendingPathComponent("model"))
+            // The report is for reading: a failure to write it is said, not fatal to a finished run.
+            do { log("[report] \(try RunReport(runDirectory: out).write().path)") } catch { log("[report] not written: \(error)") }
         }
         return result
     }
@@ -221,6 +226,7 @@ public final class Trainer {
                 var entry: [String: Any] = ["kind": "step", "stage": name, "step": globalStep, "epoch": epoch, "loss": totals.lossSum,
                                             "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
                 for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
+                if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
                 record(entry)
                 globalStep += 1
                 stageStep += 1
