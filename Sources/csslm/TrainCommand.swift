@@ -2,6 +2,7 @@
 import ArgumentParser
 import CSSLM
 import Foundation
+import Logging
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +15,8 @@ struct TrainCommand: ParsableCommand {
             """)
 
     @Option(help: "JSON run config; flags override its fields.") var config: String?
+    @Option(help: "Diagnostics on stderr, tagged with the rank: \(Logger.Level.allCases.map(\.rawValue).joined(separator: " | "))")
+    var logLevel = "info"
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
     @Option(help: "Run folder to write.") var output: String?
@@ -93,6 +96,10 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level '\(logLevel)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        RankLogHandler.bootstrap(level: level)
         let runConfig = try resolvedConfig()
         let comm = try makeCommunicator()
         comm.runOrAbort {

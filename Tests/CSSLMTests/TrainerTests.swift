@@ -117,6 +117,27 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// A rank that fails (here: a corpus with fewer usable lines than top-K) ends the job with a
+    /// critical diagnostic on stderr tagged with its rank, alone and under mpirun.
+    func testAFailingRankLogsItsErrorTaggedWithItsRank() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-fail-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (model, data) = try Self.makeTinyTask(in: dir)
+        let args = ["train", "--model", model.path, "--data", data.path, "--output", dir.appendingPathComponent("run").path,
+                    "--method", "csslm", "--corpus", dir.appendingPathComponent("corpus.txt").path, "--top-k", "100",
+                    "--log-level", "warning"]
+        let (status, output) = try Self.runCSSLM(args, ranks: nil, limit: 60)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("[rank 0] critical: csslm: step 0: ") && output.contains("topK is 100"), output)
+        let (mpiStatus, mpiOutput) = try Self.runCSSLM(args, ranks: 2, limit: 60)
+        XCTAssertNotEqual(mpiStatus, 0, mpiOutput)
+        XCTAssertTrue(mpiOutput.contains("[rank 0] critical: csslm: rank 0 of 2, step 0: ")
+                      || mpiOutput.contains("[rank 1] critical: csslm: rank 1 of 2, step 0: "), mpiOutput)
+        let (badLevel, badLevelOutput) = try Self.runCSSLM(args.dropLast(2) + ["--log-level", "loud"], ranks: nil, limit: 60)
+        XCTAssertNotEqual(badLevel, 0)
+        XCTAssertTrue(badLevelOutput.contains("--log-level 'loud'"), badLevelOutput)
+    }
+
     func testTrainingGivesTheSameLossesAndWeightsOnOneTwoAndThreeRanks() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-trainer-\(UUID().uuidString)")
         defer { if ProcessInfo.processInfo.environment["CSSLM_KEEP_TEST_DIR"] == nil { try? FileManager.default.removeItem(at: dir) } }

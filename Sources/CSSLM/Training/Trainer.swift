@@ -4,6 +4,7 @@
 // training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
 // and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
 import Foundation
+import Logging
 
 /// What a finished run reports (also written to `result.json`).
 public struct RunResult: Codable, Equatable, Sendable {
@@ -62,22 +63,29 @@ public final class Trainer {
     let test: EncodedSplit
     /// The unlabelled pool (stage 2 encodes it; stage 1 draws negatives from it).
     let corpusPool: CorpusPool
+    /// Rank 0's progress lines (stdout).
     let log: (String) -> Void
+    /// Diagnostics (data reports, skipped updates, the report), stderr, tagged with the rank.
+    let diagnostics: Logger
     let hidden: Int
     /// Steps taken over all stages (keys dropout and retrieval draws).
     var globalStep = 0
     var metricsFile: FileHandle?
 
-    public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) }) throws {
+    public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) },
+                logger: Logger = Logger(label: "csslm.train")) throws {
         try config.validate()
         self.config = config
         self.communicator = communicator
         self.log = communicator.rank == 0 ? log : { _ in }
+        var logger = logger
+        logger[metadataKey: "rank"] = "\(communicator.rank)"
+        diagnostics = logger
         let modelDir = URL(fileURLWithPath: config.model)
         let tok = try WordPieceTokenizer(modelDirectory: modelDir)
         tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
-        for report in splits.reports where !report.isClean { self.log("[data] \(report.summary)") }
+        for report in splits.reports where !report.isClean && communicator.rank == 0 { logger.warning("data: \(report.summary)") }
         try Self.checkLabelsCovered(splits, data: config.data)
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
@@ -103,7 +111,7 @@ public final class Trainer {
                 throw CSSLMError("\(config.corpusPath): only \(loaded.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
                                  hint: "lower --min-corpus-tokens or --top-k, or use a larger corpus")
             }
-            self.log("[data] corpus pool: \(stats.summary)")
+            if communicator.rank == 0 { logger.info("corpus pool: \(stats.summary)") }
             corpusPool = loaded
         } else {
             corpusPool = CorpusPool(documents: [], tokenizer: tok)
@@ -174,7 +182,12 @@ public final class Trainer {
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
             try saveModel(to: out.appendingPathComponent("model"))
             // The report is for reading: a failure to write it is said, not fatal to a finished run.
-            do { log("[report] \(try RunReport(runDirectory: out).write().path)") } catch { log("[report] not written: \(error)") }
+            do {
+                let report = try RunReport(runDirectory: out).write()
+                diagnostics.info("report: \(report.path)")
+            } catch {
+                diagnostics.error("report.html not written: \(error)")
+            }
         }
         return result
     }
@@ -211,7 +224,9 @@ public final class Trainer {
                                                                           nonFinite: !losses.total.isFinite, extraSums: losses.parts))
                 let lr = config.learningRate * schedule.multiplier(stageStep)
                 if totals.nonFinite {
-                    log("[train] step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
+                    if communicator.rank == 0 {
+                        diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
+                    }
                 } else {
                     let norm = Float(totals.gradientNorm)
                     let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
