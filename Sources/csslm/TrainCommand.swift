@@ -10,8 +10,8 @@ struct TrainCommand: ParsableCommand {
         abstract: "Fine-tune an encoder on a few-shot sample (methods: finetune, scl, selftrain, csslm).",
         discussion: """
             Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
-            and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
-            result.json into --output.
+            and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl, \
+            result.json and report.html into --output. Diagnostics go to stderr, tagged with the rank.
             """)
 
     @Option(help: "JSON run config; flags override its fields.") var config: String?
