@@ -15,8 +15,7 @@ struct TrainCommand: ParsableCommand {
             """)
 
     @Option(help: "JSON run config; flags override its fields.") var config: String?
-    @Option(help: "Diagnostics on stderr, tagged with the rank: \(Logger.Level.allCases.map(\.rawValue).joined(separator: " | "))")
-    var logLevel = "info"
+    @Option(help: "Least level of the diagnostics on stderr (tagged with the rank).") var logLevel: Logger.Level = .info
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
     @Option(help: "Run folder to write.") var output: String?
@@ -96,10 +95,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level '\(logLevel)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        RankLogHandler.bootstrap(level: level)
+        RankLogHandler.bootstrap(level: logLevel)
         let runConfig = try resolvedConfig()
         let comm = try makeCommunicator()
         comm.runOrAbort {
@@ -112,6 +108,9 @@ struct TrainCommand: ParsableCommand {
         }
     }
 }
+
+/// `--log-level trace|debug|info|notice|warning|error|critical`.
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a
 /// plain `csslm` starts instantly and needs no MPI runtime at all).
