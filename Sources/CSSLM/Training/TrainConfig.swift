@@ -3,7 +3,7 @@
 import Foundation
 
 /// What a run optimises (METHOD.md). `finetune`: classifier CE only (weight decay 0);
-/// `scl`: CE + the pairwise same-label loss over the global labelled batch; `csslm`: stage 1
+/// `scl`: CE + the pairwise same-label loss (or SupCon, `contrastive`) over the global labelled batch; `csslm`: stage 1
 /// (init: CE + L_pair + L_task + L_dom), stage 2 (corpus encoding), stage 3 (retrieval-augmented
 /// L_pair); `selftrain`: stages 1–2, then CE on the queries and on the retrieved sentences with
 /// their pseudo-labels.

@@ -90,7 +90,8 @@ extension Trainer {
         }
     }
 
-    /// `finetune`: CE on the labelled batch; `scl`: CE + L_pair over the global batch.
+    /// `finetune`: CE on the labelled batch; `scl`: CE + the contrastive loss (L_pair or SupCon)
+    /// over the global batch.
     func labelledStep(_ s: StepInput) throws -> StepLosses {
         let n = s.local.count, b = s.global.count
         let labels = s.local.datasetIndices.map { train.labels[$0] }
@@ -118,7 +119,7 @@ extension Trainer {
         return StepLosses(parts: [ce, contrastive.loss], maskedAnchors: contrastive.maskedAnchors)
     }
 
-    /// Stage 1 (init): L_cls + L_pair(Q) + L_task + L_dom (METHOD.md). L_dom's positives are pairs
+    /// Stage 1 (init): L_cls + L_pair(Q) (or SupCon) + L_task + L_dom (METHOD.md). L_dom's positives are pairs
     /// of labelled sentences (the reference drew corpus sentences there: fixed); its negatives are
     /// `negatives` corpus sentences per step, the same for every query and rank, encoded without
     /// gradient. From the second epoch on, L_task and L_dom see detached features.
@@ -219,8 +220,8 @@ extension Trainer {
 
     /// Stage 3: retrieval for the global batch's queries (features gathered), the augmented set M
     /// (K drawn sentences then the query, per query) encoded with gradient, and
-    /// `csslm`: L_cls(Q) + ½ (L_pair(Q) + L_pair(M)); `selftrain`: CE on Q + CE on the retrieved
-    /// sentences with their queries' labels.
+    /// `csslm`: L_cls(Q) + ½ (L_pair(Q) + L_pair(M)), SupCon in place of L_pair when configured;
+    /// `selftrain`: CE on Q + CE on the retrieved sentences with their queries' labels.
     func mainStep(_ s: StepInput, retriever r: StageRetrieval) throws -> StepLosses {
         let b = s.global.count, h = hidden, k = config.topK
         // 1. The global batch's query features with the current encoder, no dropout, encoded across
