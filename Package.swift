@@ -19,7 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),  // LogHandler.log(event:)
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -30,7 +30,8 @@ let package = Package(
                 dependencies: ["CBLAS", "CMPI", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: kernelSettings),
         .executableTarget(name: "csslm",
-                          dependencies: ["CSSLM", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["CSSLM", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
                           swiftSettings: kernelSettings),
         .executableTarget(name: "csslm-bench",
                           dependencies: ["CSSLM", "CBLAS"],
@@ -39,7 +40,7 @@ let package = Package(
         .executableTarget(name: "csslm-mpitest",
                           dependencies: ["CSSLM", "CBLAS"],
                           swiftSettings: kernelSettings),
-        .testTarget(name: "CSSLMTests", dependencies: ["CSSLM", "CBLAS"],
+        .testTarget(name: "CSSLMTests", dependencies: ["CSSLM", "CBLAS", .product(name: "Logging", package: "swift-log")],
                     resources: [.copy("Fixtures")],
                     swiftSettings: kernelSettings),
     ]

@@ -7,11 +7,14 @@ Creates (committed, small):
       and final weights of 10 AdamW steps (dropout off, warmup + linear decay, clipping)
   Tests/CSSLMTests/Fixtures/minilm_hidden.safetensors   the real all-MiniLM-L6-v2: token ids from
       HF's tokenizer and last hidden states for 8 real sentences of mixed length
+  Tests/CSSLMTests/Fixtures/pair_loss.safetensors, task_domain_loss.safetensors   L_pair, L_task, L_dom
+  Tests/CSSLMTests/Fixtures/supcon_loss.safetensors   SupCon (Khosla et al. 2020) with masked anchors
 
 Usage (PyTorch is not needed in CI; the fixtures are committed):
   python3 -m venv .venv-ref && .venv-ref/bin/pip install "torch==2.13.0+cpu" transformers safetensors
   bash scripts/setup.sh            # the MiniLM model into assets/
-  .venv-ref/bin/python scripts/make_reference.py
+  .venv-ref/bin/python scripts/make_reference.py            # every fixture
+  .venv-ref/bin/python scripts/make_reference.py supcon     # only the named ones (tiny, pair, supcon, minilm)
 """
 import os
 import sys
@@ -198,11 +201,42 @@ def pair_loss_fixture():
     print("task loss", lt.item(), "domain loss", ld.item())
 
 
+def supcon_fixture():
+    """SupCon, Khosla et al. 2020 eq. 2 (L_out), written from the formula: z = f/|f|, s_ij = z_i.z_j/tau,
+    l_i = -1/|P_i| sum_{p in P_i} (s_ip - log sum_{j != i} exp s_ij), mean over anchors with |P_i| > 0."""
+    torch.manual_seed(7)
+    n, d, tau = 9, 8, 0.1
+    # Row norms from 0.3 to 3 so the normalisation's backward matters; class 3 has one member, so
+    # anchor 8 has no positive (masked), and class 2 has two.
+    features = (torch.randn(n, d) * torch.linspace(0.3, 3.0, n)[:, None]).requires_grad_(True)
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 2, 1, 3])
+    z = torch.nn.functional.normalize(features, dim=1)
+    s = z @ z.T / tau
+    self_mask = torch.eye(n, dtype=torch.bool)
+    log_prob = s - torch.logsumexp(s.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    count = positive.sum(1)
+    valid = count > 0
+    per_anchor = -(log_prob * positive).sum(1)[valid] / count[valid]
+    loss = per_anchor.mean()
+    loss.backward()
+    save_file({"features": features.detach(), "labels": labels, "temperature": torch.tensor([tau]),
+               "loss": loss.detach().reshape(1), "masked_anchors": torch.tensor([int((~valid).sum())]),
+               "grad.features": features.grad},
+              os.path.join(OUT, "supcon_loss.safetensors"))
+    print("supcon loss", loss.item(), "masked anchors", int((~valid).sum()))
+
+
+FIXTURES = {"tiny": tiny_fixture, "pair": pair_loss_fixture, "supcon": supcon_fixture, "minilm": minilm_fixture}
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
-    tiny_fixture()
-    pair_loss_fixture()
-    minilm_fixture()
+    wanted = sys.argv[1:] or list(FIXTURES)
+    unknown = [w for w in wanted if w not in FIXTURES]
+    if unknown:
+        sys.exit(f"unknown fixture(s) {unknown}; choose from {list(FIXTURES)}")
+    for name in wanted:
+        FIXTURES[name]()
     for f in os.listdir(OUT):
         os.chmod(os.path.join(OUT, f), 0o644)

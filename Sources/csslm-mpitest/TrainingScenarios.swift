@@ -1,4 +1,4 @@
-// Scenarios for the training-step pieces: the gathered contrastive loss's gradient, the bucketed
+// Scenarios for the training-step pieces: the gathered contrastive losses' gradients, the bucketed
 // gradient allreduce with its side block and NaN decision, and the global sampler. Each compares
 // the distributed result with a single-process computation over the whole (concatenated) batch.
 import CSSLM
@@ -94,15 +94,66 @@ func gatherGradientScenario(_ comm: Communicator) throws -> [String: Any] {
         var scale = reference.gradient.map(abs).max() ?? 0
         if scale == 0 { scale = 1 }
         let blockError = zip(localGradient, referenceBlock).map { abs(Double($0) - $1) }.max() ?? 0
-        var errors = [blockError / scale, abs(lossSum[0] - reference.loss) / max(abs(reference.loss), 1e-30)]
+
+        // The library's SupCon (what the trainer runs), the same way: own anchors × gathered rows,
+        // the gathered gradient reduce-scattered, against one process over the concatenated batch.
+        // The last row gets a label of its own, so one anchor has no positive (masked).
+        var supconLabels = gatheredLabels
+        supconLabels[n - 1] = 99
+        let supcon = try supConGatheredVsConcatenated(gather, gathered: gathered, all: allFeatures, labels: supconLabels,
+                                                  width: d, temperature: Float(tau))
+        var supconLoss = [Double(supcon.local.loss)]
+        try supconLoss.withUnsafeMutableBufferPointer { try comm.allreduce($0, .sum, name: "allreduce(SupCon loss)") }
+
+        var errors = [blockError / scale, abs(lossSum[0] - reference.loss) / max(abs(reference.loss), 1e-30),
+                      supcon.gradientError,
+                      abs(supconLoss[0] - Double(supcon.reference.loss)) / max(abs(Double(supcon.reference.loss)), 1e-30)]
         try errors.withUnsafeMutableBufferPointer { try comm.allreduce($0, .max, name: "allreduce(max error)") }
         try checks.expect(errors[0] <= 1e-5, "\(pattern): gradient relative error \(errors[0]) > 1e-5")
         try checks.expect(errors[1] <= 1e-5, "\(pattern): loss relative error \(errors[1]) > 1e-5")
+        try checks.expect(errors[2] <= 1e-5, "\(pattern): SupCon gradient relative error \(errors[2]) > 1e-5")
+        try checks.expect(errors[3] <= 1e-5, "\(pattern): SupCon loss relative error \(errors[3]) > 1e-5")
+        try checks.expect(supcon.reference.maskedAnchors == 1, "\(pattern): \(supcon.reference.maskedAnchors) masked anchors, expected 1")
         report[pattern] = ["counts": counts, "gradient_rel_error": errors[0], "loss_rel_error": errors[1],
-                           "loss": lossSum[0], "reference_loss": reference.loss]
+                           "loss": lossSum[0], "reference_loss": reference.loss,
+                           "supcon_gradient_rel_error": errors[2], "supcon_loss_rel_error": errors[3],
+                           "supcon_loss": supconLoss[0], "supcon_masked_anchors": supcon.reference.maskedAnchors]
     }
     report["checks"] = checks.count
     return report
+}
+
+/// The library's `supConLoss` on this rank's anchors of the gathered set (its gradient
+/// reduce-scattered back), and on every anchor of the concatenated set in one process.
+struct SupConComparison {
+    /// This rank's share of the loss, and the gradient of the global loss for its rows.
+    var local: SupConResult
+    var localGradient: [Float]
+    var reference: SupConResult
+    /// The reference gradient's block of this rank's rows, and max |reference gradient| over all rows.
+    var referenceBlock: [Float]
+    var referenceScale: Float
+
+    /// max |scattered − reference| over this rank's rows, relative to the reference's largest entry.
+    var gradientError: Double {
+        Double(zip(localGradient, referenceBlock).map { abs($0 - $1) }.max() ?? 0) / Double(max(referenceScale, .leastNormalMagnitude))
+    }
+}
+
+func supConGatheredVsConcatenated(_ gather: FeatureGather, gathered: [Float], all: [Float], labels: [Int],
+                                  width d: Int, temperature tau: Float) throws -> SupConComparison {
+    let n = labels.count, rows = gather.localRows
+    var dGathered = [Float](repeating: 0, count: n * d)
+    let local = supConLoss(features: gathered, labels: labels, width: d, anchors: rows, temperature: tau, gradient: &dGathered)
+    var localGradient = [Float](repeating: .nan, count: rows.count * d)
+    try dGathered.withUnsafeBufferPointer { g in
+        try localGradient.withUnsafeMutableBufferPointer { try gather.scatterGradient(g, into: $0) }
+    }
+    var dAll = [Float](repeating: 0, count: n * d)
+    let reference = supConLoss(features: all, labels: labels, width: d, anchors: 0..<n, temperature: tau, gradient: &dAll)
+    return SupConComparison(local: local, localGradient: localGradient, reference: reference,
+                            referenceBlock: Array(dAll[(rows.lowerBound * d)..<(rows.upperBound * d)]),
+                            referenceScale: dAll.map(abs).max() ?? 0)
 }
 
 // MARK: - Bucketed gradient allreduce

@@ -2,6 +2,7 @@
 import ArgumentParser
 import CSSLM
 import Foundation
+import Logging
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,13 +10,14 @@ struct TrainCommand: ParsableCommand {
         abstract: "Fine-tune an encoder on a few-shot sample (methods: finetune, scl, selftrain, csslm).",
         discussion: """
             Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
-            and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
-            result.json into --output.
+            and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl, \
+            result.json and report.html into --output. Diagnostics go to stderr, tagged with the rank.
             """)
 
     @OptionGroup var options: TrainOptions
 
     func run() throws {
+        RankLogHandler.bootstrap(level: options.logLevel)
         let runConfig = try options.resolvedConfig()
         let comm = try makeCommunicator()
         comm.runOrAbort {
@@ -33,6 +35,7 @@ struct TrainCommand: ParsableCommand {
 /// the config file's field.
 struct TrainOptions: ParsableArguments {
     @Option(help: "JSON run config; flags override its fields.") var config: String?
+    @Option(help: "Least level of the diagnostics on stderr (tagged with the rank).") var logLevel: Logger.Level = .info
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
     @Option(help: "Run folder to write.") var output: String?
@@ -59,6 +62,8 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Corpus negatives per step for L_dom.") var negatives: Int?
     @Option(help: "faithful | query") var retriever: String?
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
+    @Option(help: "Contrastive loss of scl and csslm: pair | supcon") var contrastive: String?
+    @Option(help: "SupCon temperature (> 0).") var temperature: Float?
 
     /// The config file (if any) with every given flag applied, validated.
     func resolvedConfig() throws -> TrainConfig {
@@ -106,9 +111,18 @@ struct TrainOptions: ParsableArguments {
             c.retriever = r
         }
         if let refreshEvery { c.refreshEvery = refreshEvery }
+        if let contrastive {
+            guard let k = ContrastiveKind(rawValue: contrastive) else {
+                throw ValidationError("--contrastive '\(contrastive)' is not one of \(ContrastiveKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.contrastive = k
+        }
+        if let temperature { c.temperature = temperature }
     }
-
 }
+
+/// `--log-level trace|debug|info|notice|warning|error|critical`.
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a
 /// plain `csslm` starts instantly and needs no MPI runtime at all).

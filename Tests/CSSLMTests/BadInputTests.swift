@@ -293,6 +293,13 @@ final class BadInputTests: XCTestCase {
         assertError([seed.path, "seed"]) { _ = try TrainConfig.load(from: seed) }
         let array = try write("array.json", "[1, 2]")
         assertError([array.path, "not a JSON object"]) { _ = try TrainConfig.load(from: array) }
+        let kind = try write("kind.json", "{\"contrastive\": \"triplet\"}")
+        assertError([kind.path, "contrastive"]) { _ = try TrainConfig.load(from: kind) }
+        for tau: Float in [0, -0.1, .infinity] {
+            var config = TrainConfig()
+            config.temperature = tau
+            assertError(["field 'temperature'", "must be positive"]) { try config.validate() }
+        }
     }
 
     // MARK: file names read from files

@@ -6,6 +6,7 @@
 // runs these one after another, so MPI jobs never overlap.
 @testable import CSSLM
 import Foundation
+import Logging
 import XCTest
 
 final class DistributedTests: XCTestCase {
@@ -104,7 +105,7 @@ final class DistributedTests: XCTestCase {
         }
     }
 
-    func testGatheredPairLossGradientEqualsSingleProcessGradientForEvenAndUnevenSplits() throws {
+    func testGatheredContrastiveLossGradientsEqualSingleProcessGradientsForEvenAndUnevenSplits() throws {
         for ranks in [2, 3] {
             let r = try report("gather-gradient", ranks: ranks)
             for pattern in ["even", "uneven"] {
@@ -114,6 +115,9 @@ final class DistributedTests: XCTestCase {
                 if pattern == "uneven" { XCTAssertGreaterThan(Set(counts).count, 1) }
                 XCTAssertLessThanOrEqual(try XCTUnwrap(p["gradient_rel_error"] as? Double), 1e-5)
                 XCTAssertLessThanOrEqual(try XCTUnwrap(p["loss_rel_error"] as? Double), 1e-5)
+                XCTAssertLessThanOrEqual(try XCTUnwrap(p["supcon_gradient_rel_error"] as? Double), 1e-5)
+                XCTAssertLessThanOrEqual(try XCTUnwrap(p["supcon_loss_rel_error"] as? Double), 1e-5)
+                XCTAssertEqual(p["supcon_masked_anchors"] as? Int, 1)
             }
         }
     }
@@ -215,6 +219,17 @@ final class DistributedLocalTests: XCTestCase {
         XCTAssertEqual(reported.count, 1)
         XCTAssertTrue(reported.first?.contains("rank 1 of 2 on node7 has waited") == true, "\(reported)")
         XCTAssertTrue(reported.first?.contains("'allgatherv(features)' at step 3") == true, "\(reported)")
+    }
+
+    func testRankLogLinesCarryTheRankThenTheLevelThenSortedMetadata() {
+        let handler = RankLogHandler(label: "test", level: .info, rank: "2")
+        XCTAssertEqual(handler.line(level: .warning, message: "update skipped", metadata: ["step": "7", "b": "x"]),
+                       "[rank 2] warning: update skipped b=x step=7")
+        XCTAssertEqual(RankLogHandler(label: "test", rank: nil).line(level: .error, message: "m", metadata: nil), "error: m")
+        var logger = Logger(label: "test", factory: { RankLogHandler(label: $0, rank: "0") })
+        logger[metadataKey: "rank"] = "5"
+        XCTAssertEqual(logger.handler.metadata["rank"], "5", "the communicator's rank replaces the launch rank")
+        XCTAssertEqual(logger.logLevel, .info)
     }
 
     func testScaleAndSumSquaresMatchesAPlainLoop() {

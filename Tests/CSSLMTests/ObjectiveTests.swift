@@ -1,5 +1,5 @@
-// Losses against PyTorch on the same inputs (fixture from scripts/make_reference.py), and the
-// split-rows invariant the distributed pair loss relies on.
+// Losses against PyTorch on the same inputs (fixtures from scripts/make_reference.py), and the
+// split-rows invariant the distributed pair and SupCon losses rely on.
 import Foundation
 import XCTest
 @testable import CSSLM
@@ -85,6 +85,45 @@ final class ObjectiveTests: XCTestCase {
         assertClose("L_dom d negatives", dNeg, try fx.floats("dom.grad.negatives"), tolerance: 1e-4)
         assertClose("L_dom d W", dDomW, try fx.floats("dom.grad.weight"), tolerance: 1e-4)
         assertClose("L_dom d b", dDomB, try fx.floats("dom.grad.bias"), tolerance: 1e-4)
+    }
+
+    /// SupCon computed in anchor blocks (as W ranks would: own anchors × all gathered rows, the
+    /// gathered gradients summed as the reduce-scatter does) equals PyTorch's loss and gradient,
+    /// with the single-member class's anchor masked out of the mean and counted.
+    func testSupConLossAndGradientMatchPyTorchForAnyAnchorSplitWithMaskedAnchors() throws {
+        let fx = try SafetensorsFile(url: try TestPaths.fixture("supcon_loss.safetensors"))
+        let f = try fx.floats("features"), labels = try fx.ints("labels"), tau = try fx.floats("temperature")[0]
+        let n = labels.count, d = f.count / n
+        for split in [[0..<n], [0..<4, 4..<n], [0..<3, 3..<3, 3..<8, 8..<n]] {
+            var loss: Float = 0
+            var gradient = [Float](repeating: 0, count: n * d)
+            for anchors in split {
+                let r = supConLoss(features: f, labels: labels, width: d, anchors: anchors, temperature: tau, gradient: &gradient)
+                XCTAssertEqual(r.maskedAnchors, try fx.ints("masked_anchors")[0])
+                XCTAssertEqual(r.anchorsWithPositives, n - r.maskedAnchors)
+                loss += r.loss
+            }
+            let tag = "split \(split.map(\.count))"
+            assertClose("SupCon loss, \(tag)", [loss], try fx.floats("loss"), tolerance: 1e-5)
+            assertClose("SupCon d features, \(tag)", gradient, try fx.floats("grad.features"), tolerance: 1e-4)
+        }
+        // The masked anchor alone contributes nothing; lossScale scales value and gradient alike.
+        var none = [Float](repeating: 0, count: n * d)
+        XCTAssertEqual(supConLoss(features: f, labels: labels, width: d, anchors: (n - 1)..<n, temperature: tau, gradient: &none).loss, 0)
+        XCTAssertEqual(none.map(abs).max(), 0)
+        var half = [Float](repeating: 0, count: n * d)
+        let halved = supConLoss(features: f, labels: labels, width: d, anchors: 0..<n, temperature: tau, lossScale: 0.5, gradient: &half)
+        assertClose("SupCon loss × ½", [halved.loss], try fx.floats("loss").map { $0 / 2 }, tolerance: 1e-5)
+        assertClose("SupCon d features × ½", half, try fx.floats("grad.features").map { $0 / 2 }, tolerance: 1e-4)
+    }
+
+    /// No anchor has a positive: the loss is 0, every anchor is counted as masked, no gradient.
+    func testSupConWithoutAnyPositiveMasksEveryAnchor() {
+        let f: [Float] = [1, 0, 0, 1, 1, 1]
+        var g = [Float](repeating: 0, count: 6)
+        let r = supConLoss(features: f, labels: [0, 1, 2], width: 2, anchors: 0..<3, temperature: 0.5, gradient: &g)
+        XCTAssertEqual(r, SupConResult(loss: 0, anchorsWithPositives: 0, maskedAnchors: 3))
+        XCTAssertEqual(g, [Float](repeating: 0, count: 6))
     }
 
     func testMacroF1AndAccuracyMatchTheirDefinitions() {

@@ -77,8 +77,8 @@ final class TrainerTests: XCTestCase {
         }
     }
 
-    /// `csslm eval` on the saved best model reproduces the run's own test metrics, and `csslm predict`
-    /// answers one JSON line per input line with the argmax label.
+    /// `csslm eval` on the saved best model reproduces the run's own test metrics, `csslm predict`
+    /// answers one JSON line per input line with the argmax label, and the run wrote report.html.
     func testEvalAndPredictOnTheSavedModelAgreeWithTheRun() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-eval-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -90,6 +90,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(status, 0, output)
         let result = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("result.json"))) as! [String: Any]
         let test = result["test"] as! [String: Any]
+        // Rank 0 wrote the report: curves of loss, ce and pair per step, and of dev accuracy.
+        let report = try String(contentsOf: out.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(report.contains("Test confusion matrix"), report)
+        XCTAssertEqual(report.components(separatedBy: "<polyline").count - 1, 3 + 1, "loss, ce, pair per step; dev accuracy")
         let (evalStatus, evalOutput) = try Self.runCSSLM(["eval", "--model", out.appendingPathComponent("model").path,
                                                           "--data", data.path, "--split", "test", "--max-length", "16"], ranks: nil)
         XCTAssertEqual(evalStatus, 0, evalOutput)
@@ -113,18 +117,40 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// A rank that fails (here: a corpus with fewer usable lines than top-K) ends the job with a
+    /// critical diagnostic on stderr tagged with its rank, alone and under mpirun.
+    func testAFailingRankLogsItsErrorTaggedWithItsRank() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-fail-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (model, data) = try Self.makeTinyTask(in: dir)
+        let args = ["train", "--model", model.path, "--data", data.path, "--output", dir.appendingPathComponent("run").path,
+                    "--method", "csslm", "--corpus", dir.appendingPathComponent("corpus.txt").path, "--top-k", "100",
+                    "--log-level", "warning"]
+        let (status, output) = try Self.runCSSLM(args, ranks: nil, limit: 60)
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("[rank 0] critical: csslm: step 0: ") && output.contains("topK is 100"), output)
+        let (mpiStatus, mpiOutput) = try Self.runCSSLM(args, ranks: 2, limit: 60)
+        XCTAssertNotEqual(mpiStatus, 0, mpiOutput)
+        XCTAssertTrue(mpiOutput.contains("[rank 0] critical: csslm: rank 0 of 2, step 0: ")
+                      || mpiOutput.contains("[rank 1] critical: csslm: rank 1 of 2, step 0: "), mpiOutput)
+        let (badLevel, badLevelOutput) = try Self.runCSSLM(args.dropLast(2) + ["--log-level", "loud"], ranks: nil, limit: 60)
+        XCTAssertNotEqual(badLevel, 0)
+        XCTAssertTrue(badLevelOutput.contains("'loud'") && badLevelOutput.contains("--log-level"), badLevelOutput)
+    }
+
     func testTrainingGivesTheSameLossesAndWeightsOnOneTwoAndThreeRanks() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-trainer-\(UUID().uuidString)")
         defer { if ProcessInfo.processInfo.environment["CSSLM_KEEP_TEST_DIR"] == nil { try? FileManager.default.removeItem(at: dir) } }
         let (model, data) = try Self.makeTinyTask(in: dir)
         let corpus = ["--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2", "--pool-size", "30",
                       "--top-k", "3", "--negatives", "4", "--init-epochs", "1"]
-        for method in ["finetune", "scl", "selftrain", "csslm", "csslm-query"] {
+        for method in ["finetune", "scl", "selftrain", "csslm", "csslm-query", "csslm-supcon"] {
             var losses: [[Double]] = [], weights: [[Float]] = []
             for ranks in [nil, 2, 3] as [Int?] {
                 let out = dir.appendingPathComponent("run-\(method)-\(ranks ?? 1)")
                 // Global batch 5 splits unevenly over 2 and 3 ranks (3+2, 2+2+1).
                 let methodArgs = method == "csslm-query" ? ["--method", "csslm", "--retriever", "query", "--refresh-every", "2"]
+                    : method == "csslm-supcon" ? ["--method", "csslm", "--contrastive", "supcon", "--temperature", "0.5"]
                     : ["--method", method]
                 let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
                                                           "--per-class", "6", "--batch-size", "5", "--epochs", "2",

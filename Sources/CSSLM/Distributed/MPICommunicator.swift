@@ -4,6 +4,7 @@
 // Without mpirun, MPI_Init_thread makes a one-rank singleton job, so the same binary runs alone.
 import CMPI
 import Foundation
+import Logging
 
 /// A communicator over Open MPI, one process per rank.
 ///
@@ -300,10 +301,10 @@ public enum MPIRuntime {
         }
     }
 
-    /// Prints `message` to standard error and ends the whole job: MPI_Abort when MPI permits a
-    /// call from this thread, else a plain exit (which mpirun also turns into the end of the job).
+    /// Logs `message` (critical, to standard error) and ends the whole job: MPI_Abort when MPI
+    /// permits a call from this thread, else a plain exit (which mpirun also turns into the end of the job).
     public static func abortFromAnyThread(_ message: String, code: Int32) -> Never {
-        fputs(message + "\n", stderr)
+        Logger(label: "csslm.mpi").critical("\(message)")
         fflush(stdout)
         fflush(stderr)
         // If MPI_Abort itself hangs (a broken runtime), SIGALRM ends this process after 15 s.

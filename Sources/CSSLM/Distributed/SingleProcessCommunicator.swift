@@ -2,6 +2,7 @@
 // buffers as they are, gathers copy the local block into place. Useful where MPI is unwanted
 // (unit tests, tools) and as the reference the multi-rank tests compare against.
 import Foundation
+import Logging
 
 /// One rank, no MPI calls.
 public final class SingleProcessCommunicator: Communicator {
@@ -53,7 +54,7 @@ public final class SingleProcessCommunicator: Communicator {
     public func barrier(name: String) throws {}
 
     public func abort(_ message: String, code: Int32) -> Never {
-        fputs("csslm: step \(step): \(message)\n", stderr)
+        Logger(label: "csslm").critical("csslm: step \(step): \(message)")
         fflush(stdout)
         exit(code)
     }

@@ -3,7 +3,7 @@
 import Foundation
 
 /// What a run optimises (METHOD.md). `finetune`: classifier CE only (weight decay 0);
-/// `scl`: CE + the pairwise same-label loss over the global labelled batch; `csslm`: stage 1
+/// `scl`: CE + the pairwise same-label loss (or SupCon, `contrastive`) over the global labelled batch; `csslm`: stage 1
 /// (init: CE + L_pair + L_task + L_dom), stage 2 (corpus encoding), stage 3 (retrieval-augmented
 /// L_pair); `selftrain`: stages 1–2, then CE on the queries and on the retrieved sentences with
 /// their pseudo-labels.
@@ -23,6 +23,15 @@ public enum RetrieverKind: String, Codable, CaseIterable, Sendable {
     case faithful
     /// Beyond the reference: cosine similarity to the query and to class prototypes.
     case query
+}
+
+/// The contrastive loss of `scl` and `csslm` (METHOD.md).
+public enum ContrastiveKind: String, Codable, CaseIterable, Sendable {
+    /// L_pair: the `pair` head's mean CE over all ordered pairs vs same label (the reference's loss).
+    case pair
+    /// SupCon (Khosla et al. 2020) on L2-normalised [CLS] vectors with `temperature`; anchors
+    /// without a positive are masked and counted.
+    case supcon
 }
 
 public struct TrainConfig: Codable, Equatable, Sendable {
@@ -69,6 +78,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var retriever: RetrieverKind = .faithful
     /// Re-encode the pool every R stage-3 steps with the query retriever (0 = never).
     public var refreshEvery = 0
+    /// The contrastive loss of `scl` and `csslm`: `pair` (L_pair) or `supcon`.
+    public var contrastive: ContrastiveKind = .pair
+    /// SupCon's temperature τ (0.1: Khosla et al.'s choice, also in the range SCF fine-tuning tried).
+    public var temperature: Float = 0.1
 
     public init() {}
 
@@ -90,6 +103,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.minCorpusTokens, &d.minCorpusTokens); try read(.corpusMaxLength, &d.corpusMaxLength)
         try read(.topK, &d.topK); try read(.negatives, &d.negatives); try read(.retriever, &d.retriever)
         try read(.refreshEvery, &d.refreshEvery)
+        try read(.contrastive, &d.contrastive); try read(.temperature, &d.temperature)
         self = d
     }
 
@@ -132,6 +146,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if maxLength < 3 || maxLength > 512 { throw bad("maxLength", "must be in 3...512") }
         if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
         if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
+        if !(temperature > 0) || !temperature.isFinite { throw bad("temperature", "must be positive and finite, got \(temperature)") }
         if method.retrieves {
             if initEpochs < 1 { throw bad("initEpochs", "must be at least 1") }
             if topK < 1 { throw bad("topK", "must be at least 1, got \(topK)") }
@@ -161,5 +176,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
         case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
+        case contrastive, temperature
     }
 }

@@ -62,7 +62,36 @@ extension Trainer {
         DropoutContext(probability: 0.1, seed: config.seed, step: step, exampleIndex: Array(rows))
     }
 
-    /// `finetune`: CE on the labelled batch; `scl`: CE + L_pair over the global batch.
+    /// This rank's share of the configured contrastive loss (L_pair, or SupCon on t) over a gathered
+    /// set t, e [M, H] with `labels` [M], anchors at the gathered rows `anchors` (this rank's own),
+    /// divided by `divisor` (stage 3's ½). Every feature gradient, the anchors' included, is added
+    /// into the gathered dT, dE [M, H] for the reduce-scatter; head gradients into the flat buffer.
+    func contrastiveLoss(t: [Float], e: [Float], labels: [Int], anchors: Range<Int>, divisor: Int,
+                         dT: inout [Float], dE: inout [Float]) -> (loss: Double, maskedAnchors: Int) {
+        let m = labels.count, h = hidden
+        guard m > 0 else { return (0, 0) }
+        switch config.contrastive {
+        case .supcon:
+            let r = supConLoss(features: t, labels: labels, width: h, anchors: anchors, temperature: config.temperature,
+                               lossScale: 1 / Float(divisor), gradient: &dT)
+            return (Double(r.loss), r.maskedAnchors)
+        case .pair:
+            let a = anchors.lowerBound * h, ps = model.parameters
+            var dRowT = [Float](repeating: 0, count: anchors.count * h), dRowE = dRowT
+            let loss = t.withUnsafeBufferPointer { tp in e.withUnsafeBufferPointer { ep in
+                pairLoss(rowE: ep.baseAddress! + a, rowT: tp.baseAddress! + a, rowLabels: Array(labels[anchors]),
+                         colE: ep.baseAddress!, colT: tp.baseAddress!, colLabels: labels, hidden: h,
+                         weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: divisor * m * m,
+                         dRowE: &dRowE, dRowT: &dRowT, dColE: &dE, dColT: &dT,
+                         dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias")).loss
+            } }
+            for k in 0..<(anchors.count * h) { dT[a + k] += dRowT[k]; dE[a + k] += dRowE[k] }
+            return (Double(loss), 0)
+        }
+    }
+
+    /// `finetune`: CE on the labelled batch; `scl`: CE + the contrastive loss (L_pair or SupCon)
+    /// over the global batch.
     func labelledStep(_ s: StepInput) throws -> StepLosses {
         let n = s.local.count, b = s.global.count
         let labels = s.local.datasetIndices.map { train.labels[$0] }
@@ -75,27 +104,25 @@ extension Trainer {
             let share = Float(n) / Float(b)
             ce = Double(try model.classifierBackward(batch, labels: labels, dropout: drop, lossScale: share) * share)
         }
-        var pair = 0.0
+        var contrastive: (loss: Double, maskedAnchors: Int) = (0, 0)
         if config.method == .scl {
             let (t, e) = features(batch)
             let g = try gatherFeatures(t: t, e: e, labels: labels, rowsPerRank: s.rowsPerRank)
             var dT = [Float](repeating: 0, count: n * hidden), dE = dT
             var dColT = [Float](repeating: 0, count: g.count * hidden), dColE = dColT
-            pair = Double(pairLoss(rowE: e, rowT: t, rowLabels: labels, colE: g.e, colT: g.t, colLabels: g.labels, hidden: hidden,
-                                   weight: model.parameters.value("pair.weight"), bias: model.parameters.value("pair.bias"),
-                                   pairCount: b * b, dRowE: &dE, dRowT: &dT, dColE: &dColE, dColT: &dColT,
-                                   dWeight: model.parameters.grad("pair.weight"), dBias: model.parameters.grad("pair.bias")).loss)
+            contrastive = contrastiveLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, divisor: 1,
+                                          dT: &dColT, dE: &dColE)
             try scatterColumnGradients(g, dT: dColT, dE: dColE, into: &dT, &dE)
             if n > 0 { model.addFeatureGradient(batch, dT: dT, dE: dE) }
         }
         if n > 0 { model.encoderBackward(batch, dropout: drop) }
-        return StepLosses(parts: [ce, pair])
+        return StepLosses(parts: [ce, contrastive.loss], maskedAnchors: contrastive.maskedAnchors)
     }
 
-    /// Stage 1 (init): L_cls + L_pair(Q) + L_task + L_dom (METHOD.md). L_dom's positives are pairs
-    /// of labelled sentences (the reference drew corpus sentences there: fixed); its negatives are
-    /// `negatives` corpus sentences per step, the same for every query and rank, encoded without
-    /// gradient. From the second epoch on, L_task and L_dom see detached features.
+    /// Stage 1 (init): L_cls + L_pair(Q) (or SupCon) + L_task + L_dom (METHOD.md). L_dom's
+    /// positives are pairs of labelled sentences (the reference drew corpus sentences there: fixed);
+    /// its negatives are `negatives` corpus sentences per step, the same for every query and rank,
+    /// encoded without gradient. From the second epoch on, L_task and L_dom see detached features.
     func initStep(_ s: StepInput) throws -> StepLosses {
         let n = s.local.count, b = s.global.count, h = hidden
         let labels = s.local.datasetIndices.map { train.labels[$0] }
@@ -123,10 +150,8 @@ extension Trainer {
         var dT = [Float](repeating: 0, count: n * h), dE = dT
         var dColT = [Float](repeating: 0, count: g.count * h), dColE = dColT
         let ps = model.parameters
-        let pair = pairLoss(rowE: e, rowT: t, rowLabels: labels, colE: g.e, colT: g.t, colLabels: g.labels, hidden: h,
-                            weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: b * b,
-                            dRowE: &dE, dRowT: &dT, dColE: &dColE, dColT: &dColT,
-                            dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias")).loss
+        let contrastive = contrastiveLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, divisor: 1,
+                                          dT: &dColT, dE: &dColE)
         let detach = s.epoch > 0
         let task = "\(RetrievalHeads.taskName)", dom = "\(RetrievalHeads.domainName)"
         var lTask: Float = 0, lDom: Float = 0
@@ -159,7 +184,7 @@ extension Trainer {
             model.addFeatureGradient(batch, dT: dT, dE: dE)
             model.encoderBackward(batch, dropout: drop)
         }
-        return StepLosses(parts: [ce, Double(pair), Double(lTask), Double(lDom)])
+        return StepLosses(parts: [ce, contrastive.loss, Double(lTask), Double(lDom)], maskedAnchors: contrastive.maskedAnchors)
     }
 
     /// Stage 2: encodes the pool with the best init model on every rank (each a shard), rank 0
@@ -195,10 +220,10 @@ extension Trainer {
 
     /// Stage 3: retrieval for the global batch's queries (features gathered), the augmented set M
     /// (K drawn sentences then the query, per query) encoded with gradient, and
-    /// `csslm`: L_cls(Q) + ½ (L_pair(Q) + L_pair(M)); `selftrain`: CE on Q + CE on the retrieved
-    /// sentences with their queries' labels.
+    /// `csslm`: L_cls(Q) + ½ (L_pair(Q) + L_pair(M)), SupCon in place of L_pair when configured;
+    /// `selftrain`: CE on Q + CE on the retrieved sentences with their queries' labels.
     func mainStep(_ s: StepInput, retriever r: StageRetrieval) throws -> StepLosses {
-        let n = s.local.count, b = s.global.count, h = hidden, k = config.topK
+        let b = s.global.count, h = hidden, k = config.topK
         // 1. The global batch's query features with the current encoder, no dropout, encoded across
         //    ranks in world-size-independent batches (top-K must not flip with W).
         let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
@@ -245,39 +270,30 @@ extension Trainer {
             if !items.isEmpty { model.encoderBackward(batch, dropout: drop) }
             return StepLosses(parts: [ce])
         }
-        // 4. ½ L_pair(M) over the global M and ½ L_pair(Q) over its query rows (pair count doubled = ½).
+        // 4. ½ L(M) over the global M and ½ L(Q) over its query rows (divisor 2), L the configured
+        //    contrastive loss; all feature gradients go into the gathered dColT/E.
         let (mt, me) = features(batch)
         let gm = try gatherFeatures(t: mt, e: me, labels: labelsM, rowsPerRank: m.rowsPerRank(worldSize: communicator.size))
         var dT = [Float](repeating: 0, count: items.count * h), dE = dT
         var dColT = [Float](repeating: 0, count: gm.count * h), dColE = dColT
-        let ps = model.parameters
-        let pairM = pairLoss(rowE: me, rowT: mt, rowLabels: labelsM, colE: gm.e, colT: gm.t, colLabels: gm.labels, hidden: h,
-                             weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: 2 * gm.count * gm.count,
-                             dRowE: &dE, dRowT: &dT, dColE: &dColE, dColT: &dColT,
-                             dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias")).loss
-        // Query rows: local ones among `items`, global ones at every (K+1)-th row of M.
-        let localQ = isQuery.indices.filter { isQuery[$0] }
+        let lossM = contrastiveLoss(t: gm.t, e: gm.e, labels: gm.labels, anchors: gm.gather.localRows, divisor: 2,
+                                    dT: &dColT, dE: &dColE)
+        // Query rows: every (K+1)-th row of M; this rank's anchors are the ones inside its rows `mine`.
         let globalQ = m.items.indices.filter { if case .query = m.items[$0].source { return true } else { return false } }
+        let anchorsQ = (globalQ.firstIndex { $0 >= mine.lowerBound } ?? globalQ.count)..<(globalQ.firstIndex { $0 >= mine.upperBound } ?? globalQ.count)
         func rows(_ x: [Float], _ idx: [Int]) -> [Float] { idx.flatMap { x[($0 * h)..<(($0 + 1) * h)] } }
-        var dQT = [Float](repeating: 0, count: localQ.count * h), dQE = dQT
-        var dQColT = [Float](repeating: 0, count: globalQ.count * h), dQColE = dQColT
-        let pairQ = pairLoss(rowE: rows(me, localQ), rowT: rows(mt, localQ), rowLabels: localQ.map { labelsM[$0] },
-                             colE: rows(gm.e, globalQ), colT: rows(gm.t, globalQ), colLabels: globalQ.map { gm.labels[$0] },
-                             hidden: h, weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: 2 * b * b,
-                             dRowE: &dQE, dRowT: &dQT, dColE: &dQColE, dColT: &dQColT,
-                             dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias")).loss
-        for (i, row) in localQ.enumerated() {
-            for j in 0..<h { dT[row * h + j] += dQT[i * h + j]; dE[row * h + j] += dQE[i * h + j] }
-        }
+        var dQT = [Float](repeating: 0, count: globalQ.count * h), dQE = dQT
+        let lossQ = contrastiveLoss(t: rows(gm.t, globalQ), e: rows(gm.e, globalQ), labels: globalQ.map { gm.labels[$0] },
+                                    anchors: anchorsQ, divisor: 2, dT: &dQT, dE: &dQE)
         for (i, row) in globalQ.enumerated() {
-            for j in 0..<h { dColT[row * h + j] += dQColT[i * h + j]; dColE[row * h + j] += dQColE[i * h + j] }
+            for j in 0..<h { dColT[row * h + j] += dQT[i * h + j]; dColE[row * h + j] += dQE[i * h + j] }
         }
         try scatterColumnGradients(gm, dT: dColT, dE: dColE, into: &dT, &dE)
         if !items.isEmpty {
             model.addFeatureGradient(batch, dT: dT, dE: dE)
             model.encoderBackward(batch, dropout: drop)
         }
-        return StepLosses(parts: [ce, Double(pairQ), Double(pairM)])
+        return StepLosses(parts: [ce, lossQ.loss, lossM.loss], maskedAnchors: lossQ.maskedAnchors + lossM.maskedAnchors)
     }
 }
 

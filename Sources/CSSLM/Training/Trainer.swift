@@ -4,6 +4,7 @@
 // training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
 // and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
 import Foundation
+import Logging
 
 /// What a finished run reports (also written to `result.json`).
 public struct RunResult: Codable, Equatable, Sendable {
@@ -46,6 +47,8 @@ struct StepLosses {
     var total: Double { parts.reduce(0, +) }
     /// Named parts, in the order of `names`.
     var parts: [Double]
+    /// SupCon anchors of the global set without a positive, masked out of the step's losses.
+    var maskedAnchors = 0
 }
 
 public final class Trainer {
@@ -60,27 +63,34 @@ public final class Trainer {
     let test: EncodedSplit
     /// The unlabelled pool (stage 2 encodes it; stage 1 draws negatives from it).
     let corpusPool: CorpusPool
+    /// Rank 0's progress lines (stdout).
     let log: (String) -> Void
+    /// Diagnostics (data reports, skipped updates, the report), stderr, tagged with the rank.
+    let diagnostics: Logger
     let hidden: Int
     /// Steps taken over all stages (keys dropout and retrieval draws).
     var globalStep = 0
     var metricsFile: FileHandle?
 
-    public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) }) throws {
+    public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) },
+                logger: Logger = Logger(label: "csslm.train")) throws {
         try config.validate()
         self.config = config
         self.communicator = communicator
         self.log = communicator.rank == 0 ? log : { _ in }
+        var logger = logger
+        logger[metadataKey: "rank"] = "\(communicator.rank)"
+        diagnostics = logger
         let modelDir = URL(fileURLWithPath: config.model)
         let tok = try WordPieceTokenizer(modelDirectory: modelDir)
         tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
-        for report in splits.reports where !report.isClean { self.log("[data] \(report.summary)") }
+        for report in splits.reports where !report.isClean && communicator.rank == 0 { logger.warning("data: \(report.summary)") }
         try Self.checkLabelsCovered(splits, data: config.data)
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
         var heads: [(name: String, shape: [Int])] = []
-        if config.method != .finetune { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
+        if config.method != .finetune && config.contrastive == .pair { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
         if config.method.retrieves { heads += retrievalHeadTensors(hidden: h) }
         model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
         // Every loss, head and retrieval score reads [CLS] and [SEP] only: the last layer skips the other rows.
@@ -103,7 +113,7 @@ public final class Trainer {
                 throw CSSLMError("\(config.corpusPath): only \(loaded.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
                                  hint: "lower --min-corpus-tokens or --top-k, or use a larger corpus")
             }
-            self.log("[data] corpus pool: \(stats.summary)")
+            if communicator.rank == 0 { logger.info("corpus pool: \(stats.summary)") }
             corpusPool = loaded
         } else {
             corpusPool = CorpusPool(documents: [], tokenizer: tok)
@@ -154,13 +164,14 @@ public final class Trainer {
             + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(corpusPool.count) corpus sentences" : ""))
 
         let best: StageBest
+        let contrastive = config.contrastive.rawValue
         switch config.method {
         case .finetune, .scl:
-            best = try runStage("train", epochs: config.epochs, partNames: ["ce", "pair"]) { try self.labelledStep($0) }
+            best = try runStage("train", epochs: config.epochs, partNames: ["ce", contrastive]) { try self.labelledStep($0) }
         case .csslm, .selftrain:
-            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", "pair", "task", "dom"]) { try self.initStep($0) }
+            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", contrastive, "task", "dom"]) { try self.initStep($0) }
             let retriever = try encodeCorpus()
-            let names = config.method == .csslm ? ["ce", "pair_q", "pair_m"] : ["ce"]
+            let names = config.method == .csslm ? ["ce", contrastive + "_q", contrastive + "_m"] : ["ce"]
             best = try runStage("main", epochs: config.epochs, partNames: names) { try self.mainStep($0, retriever: retriever) }
             try retriever.finish()
         }
@@ -172,6 +183,13 @@ public final class Trainer {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
             try saveModel(to: out.appendingPathComponent("model"))
+            // The report is for reading: a failure to write it is said, not fatal to a finished run.
+            do {
+                let report = try RunReport(runDirectory: out).write()
+                diagnostics.info("report: \(report.path)")
+            } catch {
+                diagnostics.error("report.html not written: \(error)")
+            }
         }
         return result
     }
@@ -208,7 +226,9 @@ public final class Trainer {
                                                                           nonFinite: !losses.total.isFinite, extraSums: losses.parts))
                 let lr = config.learningRate * schedule.multiplier(stageStep)
                 if totals.nonFinite {
-                    log("[train] step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
+                    if communicator.rank == 0 {
+                        diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
+                    }
                 } else {
                     let norm = Float(totals.gradientNorm)
                     let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
@@ -223,6 +243,7 @@ public final class Trainer {
                 var entry: [String: Any] = ["kind": "step", "stage": name, "step": globalStep, "epoch": epoch, "loss": totals.lossSum,
                                             "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
                 for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
+                if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
                 record(entry)
                 globalStep += 1
                 stageStep += 1
