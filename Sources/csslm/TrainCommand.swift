@@ -10,7 +10,10 @@ struct TrainCommand: ParsableCommand {
         discussion: """
             Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
             and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
-            result.json into --output.
+            result.json into --output, and checkpoints into --output/checkpoints after every epoch \
+            (and every --checkpoint-every steps). --resume latest continues the run in --output from \
+            its newest complete checkpoint with the run's own config (flags may change fields that do \
+            not alter the training steps, e.g. --epochs), at any number of ranks.
             """)
 
     @Option(help: "JSON run config; flags override its fields.") var config: String?
@@ -40,9 +43,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Corpus negatives per step for L_dom.") var negatives: Int?
     @Option(help: "faithful | query") var retriever: String?
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
+    @Option(help: "Also checkpoint every N steps (0 = after each epoch only, -1 = never).") var checkpointEvery: Int?
+    @Option(help: "Complete checkpoints kept besides the best-dev one.") var keepCheckpoints: Int?
+    @Option(help: "Continue a run: 'latest' (the run in --output), or a checkpoint or run folder.") var resume: String?
+    @Option(help: "Save a checkpoint after N steps (over all stages) and stop; continue with --resume.") var stopAfterSteps: Int?
 
-    func resolvedConfig() throws -> TrainConfig {
-        var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
+    /// The flags over `base`, else over --config, else over the defaults.
+    func resolvedConfig(base: TrainConfig? = nil) throws -> TrainConfig {
+        var c = try base ?? config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
         if let model { c.model = model }
         if let data { c.data = data }
         if let output { c.output = output }
@@ -79,21 +87,58 @@ struct TrainCommand: ParsableCommand {
             c.retriever = r
         }
         if let refreshEvery { c.refreshEvery = refreshEvery }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }
         try c.validate()
         return c
     }
 
     func run() throws {
-        let runConfig = try resolvedConfig()
+        if let stopAfterSteps, stopAfterSteps < 1 { throw ValidationError("--stop-after-steps must be at least 1") }
+        let selection = resume.map(CheckpointSelection.init)
+        // Without --resume (or with --config) the config is known before any rank starts.
+        let known = selection == nil || config != nil ? try resolvedConfig() : nil
         let comm = try makeCommunicator()
         comm.runOrAbort {
-            let result = try Trainer(config: runConfig, communicator: comm).run()
+            let runConfig = try known ?? resolvedConfig(base: try savedConfig(selection!, communicator: comm))
+            let trainer = try Trainer(config: runConfig, communicator: comm)
+            trainer.resume = selection
+            trainer.stopAfterSteps = stopAfterSteps
+            guard let result = try trainer.run() else { return }
             if comm.rank == 0 {
                 print(String(format: "[result] %@ %@: best epoch %d, dev acc %.4f, test acc %.4f, test macro-F1 %.4f (%.0f s)",
                              result.method, result.dataset, result.bestEpoch, result.dev.accuracy, result.test.accuracy,
                              result.test.macroF1, result.seconds))
             }
         }
+    }
+}
+
+extension TrainCommand {
+    /// The config of the checkpoint a resume continues from (rank 0 reads it, every rank gets it),
+    /// with `output` set to the run folder that holds it.
+    func savedConfig(_ selection: CheckpointSelection, communicator: Communicator) throws -> TrainConfig {
+        let run: URL?
+        switch selection {
+        case .latest, .best:
+            run = URL(fileURLWithPath: output ?? TrainConfig().output)
+        case .path(let url):
+            // A run folder, its checkpoints folder, or a checkpoint folder inside one.
+            let folder = CheckpointStore.folderName
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent(folder).path) {
+                run = url
+            } else if url.lastPathComponent == folder {
+                run = url.deletingLastPathComponent()
+            } else if url.deletingLastPathComponent().lastPathComponent == folder {
+                run = url.deletingLastPathComponent().deletingLastPathComponent()
+            } else {
+                run = nil
+            }
+        }
+        let store = CheckpointStore(runDirectory: run ?? URL(fileURLWithPath: TrainConfig().output))
+        var saved = try store.savedConfig(selection, communicator: communicator)
+        if let run { saved.output = run.path }
+        return saved
     }
 }
 

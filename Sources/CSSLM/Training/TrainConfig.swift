@@ -69,6 +69,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var retriever: RetrieverKind = .faithful
     /// Re-encode the pool every R stage-3 steps with the query retriever (0 = never).
     public var refreshEvery = 0
+    /// Save a checkpoint every N optimizer steps (counted over all stages), besides the one after
+    /// every epoch's dev evaluation; 0 = at epoch ends only, -1 = no checkpoints.
+    public var checkpointEvery = 0
+    /// Complete checkpoints kept besides the best-dev one.
+    public var keepCheckpoints = 2
 
     public init() {}
 
@@ -90,6 +95,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.minCorpusTokens, &d.minCorpusTokens); try read(.corpusMaxLength, &d.corpusMaxLength)
         try read(.topK, &d.topK); try read(.negatives, &d.negatives); try read(.retriever, &d.retriever)
         try read(.refreshEvery, &d.refreshEvery)
+        try read(.checkpointEvery, &d.checkpointEvery); try read(.keepCheckpoints, &d.keepCheckpoints)
         self = d
     }
 
@@ -132,6 +138,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if maxLength < 3 || maxLength > 512 { throw bad("maxLength", "must be in 3...512") }
         if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
         if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
+        if checkpointEvery < -1 { throw bad("checkpointEvery", "must be a step count, 0 (epoch ends only) or -1 (none)") }
+        if keepCheckpoints < 1 { throw bad("keepCheckpoints", "must be at least 1") }
         if method.retrieves {
             if initEpochs < 1 { throw bad("initEpochs", "must be at least 1") }
             if topK < 1 { throw bad("topK", "must be at least 1, got \(topK)") }
@@ -161,5 +169,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
         case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
+        case checkpointEvery, keepCheckpoints
     }
 }
