@@ -115,30 +115,11 @@ struct TrainCommand: ParsableCommand {
 }
 
 extension TrainCommand {
-    /// The config of the checkpoint a resume continues from (rank 0 reads it, every rank gets it),
-    /// with `output` set to the run folder that holds it.
+    /// The config of the checkpoint a resume continues from, its output the run folder holding
+    /// the checkpoint (rank 0 reads it, every rank gets it). `latest` and `best` look in --output.
     func savedConfig(_ selection: CheckpointSelection, communicator: Communicator) throws -> TrainConfig {
-        let run: URL?
-        switch selection {
-        case .latest, .best:
-            run = URL(fileURLWithPath: output ?? TrainConfig().output)
-        case .path(let url):
-            // A run folder, its checkpoints folder, or a checkpoint folder inside one.
-            let folder = CheckpointStore.folderName
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent(folder).path) {
-                run = url
-            } else if url.lastPathComponent == folder {
-                run = url.deletingLastPathComponent()
-            } else if url.deletingLastPathComponent().lastPathComponent == folder {
-                run = url.deletingLastPathComponent().deletingLastPathComponent()
-            } else {
-                run = nil
-            }
-        }
-        let store = CheckpointStore(runDirectory: run ?? URL(fileURLWithPath: TrainConfig().output))
-        var saved = try store.savedConfig(selection, communicator: communicator)
-        if let run { saved.output = run.path }
-        return saved
+        try CheckpointStore(runDirectory: URL(fileURLWithPath: output ?? TrainConfig().output))
+            .savedConfig(selection, communicator: communicator)
     }
 }
 

@@ -23,11 +23,14 @@ final class ResumeTests: XCTestCase {
     }
 
     /// 12 labelled examples, global batch 5: 3 steps an epoch; checkpoints also every 2 steps.
+    /// "csslm-query": the prototype retriever, re-encoding the pool every 2 steps (the vectors in
+    /// use at a checkpoint are then those of the last refresh, not stage 2's).
     func trainArgs(_ run: String, method: String, epochs: Int = 3) -> [String] {
         var args = ["train", "--model", model.path, "--data", data.path, "--output", dir.appendingPathComponent(run).path,
-                    "--method", method, "--per-class", "6", "--batch-size", "5", "--epochs", String(epochs),
+                    "--method", method == "csslm-query" ? "csslm" : method, "--per-class", "6", "--batch-size", "5", "--epochs", String(epochs),
                     "--learning-rate", "1e-3", "--max-length", "16", "--checkpoint-every", "2", "--keep-checkpoints", "2"]
-        if method == "csslm" {
+        if method == "csslm-query" { args += ["--retriever", "query", "--refresh-every", "2"] }
+        if method.hasPrefix("csslm") {
             args += ["--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2", "--pool-size", "30",
                      "--top-k", "3", "--negatives", "4", "--init-epochs", "2"]
         }
@@ -133,14 +136,23 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue((2...3).contains(kept.count) && kept.contains("step-9"), "\(kept)")
     }
 
+    /// The last epoch's retrievals (scores included: they show the frozen heads and the vectors).
+    func retrieved(_ run: String) throws -> String {
+        try String(contentsOf: dir.appendingPathComponent("\(run)/retrieved.jsonl"), encoding: .utf8)
+    }
+
     func testCSSLMResumedInStageOneAndInStageThreeIsBitIdentical() throws {
-        // Stage 1: steps 0–5 (2 epochs), stage 3: steps 6–11; step 10 is inside stage 3's last epoch.
-        try train(trainArgs("straight", method: "csslm", epochs: 2))
-        try trainInSessions("resumed", method: "csslm", epochs: 2, stops: [2, 10], ranks: [nil, nil, nil])
-        assertBitIdentical(try finalTensors("straight", steps: 12), try finalTensors("resumed", steps: 12), "csslm W=1")
-        XCTAssertEqual(try losses("resumed"), try losses("straight"))
-        let retrieved = { (run: String) in try String(contentsOf: self.dir.appendingPathComponent("\(run)/retrieved.jsonl"), encoding: .utf8) }
-        XCTAssertEqual(try retrieved("resumed"), try retrieved("straight"), "the last epoch's retrievals, across the resume")
+        // Stage 1: steps 0–5 (2 epochs), stage 3: steps 6–11; step 9 and 10 are inside stage 3's
+        // last epoch (the query retriever refreshed at 6 and 8, and refreshes again at 10).
+        for (method, stops) in [("csslm", [2, 10]), ("csslm-query", [4, 9])] {
+            try train(trainArgs("straight-\(method)", method: method, epochs: 2))
+            try trainInSessions("resumed-\(method)", method: method, epochs: 2, stops: stops, ranks: [nil, nil, nil])
+            assertBitIdentical(try finalTensors("straight-\(method)", steps: 12), try finalTensors("resumed-\(method)", steps: 12),
+                               "\(method) W=1")
+            XCTAssertEqual(try losses("resumed-\(method)"), try losses("straight-\(method)"), method)
+            XCTAssertEqual(try retrieved("resumed-\(method)"), try retrieved("straight-\(method)"),
+                           "\(method): the last epoch's retrievals, across the resume")
+        }
     }
 
     func testResumeAtTwoRanksIsBitIdenticalAndAtOneOrThreeRanksWithinTolerance() throws {
@@ -160,6 +172,7 @@ final class ResumeTests: XCTestCase {
         try train(trainArgs("straight", method: "csslm", epochs: 2), ranks: 2)
         try trainInSessions("resumed", method: "csslm", epochs: 2, stops: [8], ranks: [2, 2])
         assertBitIdentical(try finalTensors("straight", steps: 12), try finalTensors("resumed", steps: 12), "csslm W=2")
+        XCTAssertEqual(try retrieved("resumed"), try retrieved("straight"))
     }
 
     func testResumeRefusesAConflictingConfigAndAMissingCheckpoint() throws {

@@ -117,12 +117,19 @@ extension CheckpointStore {
     }
 
     /// The run config saved in the checkpoint `selection` names (the base of a resumed run's
-    /// config): rank 0 finds and verifies it, every rank receives it.
+    /// config), with `output` the run folder that holds the checkpoint (when it sits in one's
+    /// checkpoints folder): rank 0 finds and verifies it, every rank receives it.
     public func savedConfig(_ selection: CheckpointSelection, communicator: Communicator) throws -> TrainConfig {
         var bytes = Data()
         var outcome = Outcome.ok
         if communicator.rank == 0 {
-            do { bytes = try JSONEncoder().encode(try locate(selection, keep: [Self.stateFile]).state.config) } catch {
+            do {
+                let found = try locate(selection, keep: [Self.stateFile])
+                var config = try found.state.config
+                let folder = found.directory.deletingLastPathComponent()
+                if folder.lastPathComponent == Self.folderName { config.output = folder.deletingLastPathComponent().path }
+                bytes = try JSONEncoder().encode(config)
+            } catch {
                 outcome = Outcome(error)
             }
         }

@@ -173,6 +173,7 @@ extension Trainer {
     /// Reads the checkpoint `selection` names into the model (weights) and a resume point (the
     /// rest), on every rank: rank 0 reads and checks, the others receive.
     func loadResumePoint(_ selection: CheckpointSelection) throws -> ResumePoint {
+        let started = Date()
         let optimizer = AdamW(config: AdamWConfig(), parameterCount: model.parameters.count)
         let expecting = communicator.rank == 0 ? ResumeExpectation(identity: identity, config: config) : nil
         let (loaded, extras) = try checkpoints.load(selection, into: model, optimizer: optimizer, communicator: communicator,
@@ -209,8 +210,9 @@ extension Trainer {
         if let retrieval = progress.retrieval {
             point.retrieval = try loadRetrieval(retrieval, extras: extras, checkpoint: name, resumeStep: state.step)
         }
-        log("[resume] continuing at step \(state.step): stage \(state.stage), epoch \(state.epoch + 1), "
-            + "step \(progress.stageStep + 1) of the stage, on \(communicator.size) rank(s)")
+        log(String(format: "[resume] continuing at step %d: stage %@, epoch %d, step %d of the stage, on %d rank(s) "
+                       + "(checkpoint verified and loaded in %.2f s)", state.step, state.stage, state.epoch + 1,
+                       progress.stageStep + 1, communicator.size, Date().timeIntervalSince(started)))
         return point
     }
 
