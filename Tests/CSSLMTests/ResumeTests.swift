@@ -142,11 +142,13 @@ final class ResumeTests: XCTestCase {
     }
 
     func testCSSLMResumedInStageOneAndInStageThreeIsBitIdentical() throws {
-        // Stage 1: steps 0–5 (2 epochs), stage 3: steps 6–11; step 9 and 10 are inside stage 3's
-        // last epoch (the query retriever refreshed at 6 and 8, and refreshes again at 10).
-        for (method, stops) in [("csslm", [2, 10]), ("csslm-query", [4, 9])] {
+        // Stage 1: steps 0–5 (2 epochs), stage 3: steps 6–11. Step 6 is the end of stage 1 (after
+        // its last evaluation, before stage 2); steps 9 and 10 are inside stage 3's last epoch (the
+        // query retriever refreshed at 6 and 8, and refreshes again at 10).
+        for (method, stops) in [("csslm", [2, 6, 10]), ("csslm-query", [4, 9])] {
             try train(trainArgs("straight-\(method)", method: method, epochs: 2))
-            try trainInSessions("resumed-\(method)", method: method, epochs: 2, stops: stops, ranks: [nil, nil, nil])
+            try trainInSessions("resumed-\(method)", method: method, epochs: 2, stops: stops,
+                                ranks: [Int?](repeating: nil, count: stops.count + 1))
             assertBitIdentical(try finalTensors("straight-\(method)", steps: 12), try finalTensors("resumed-\(method)", steps: 12),
                                "\(method) W=1")
             XCTAssertEqual(try losses("resumed-\(method)"), try losses("straight-\(method)"), method)
