@@ -186,8 +186,13 @@ final class ResumeTests: XCTestCase {
         let seed = try train(["train", "--output", dir.appendingPathComponent("run").path, "--resume", "latest", "--seed", "7"],
                              expectFailure: true)
         XCTAssertTrue(seed.contains("config field 'seed' is 42 in the checkpoint but 7 in this run"), seed)
-        // The run's own config is the base: --resume with the run folder alone continues it.
-        let resumed = try train(["train", "--resume", dir.appendingPathComponent("run").path])
-        XCTAssertTrue(resumed.contains("resuming from") && resumed.contains("step-2"), resumed)
+        // The run's own config is the base: --resume with a checkpoint folder, or with the run
+        // folder (its newest complete checkpoint), and nothing else continues the run.
+        let step2 = dir.appendingPathComponent("run/checkpoints/step-2").path
+        let resumed = try train(["train", "--resume", step2, "--stop-after-steps", "4"])
+        XCTAssertTrue(resumed.contains("resuming from \(step2) (step 2"), resumed)
+        let finished = try train(["train", "--resume", dir.appendingPathComponent("run").path])
+        XCTAssertTrue(finished.contains("resuming from \(dir.appendingPathComponent("run/checkpoints/step-4").path) (step 4"), finished)
+        XCTAssertTrue(finished.contains("[result] finetune"), finished)
     }
 }
