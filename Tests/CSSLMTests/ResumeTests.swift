@@ -30,7 +30,7 @@ final class ResumeTests: XCTestCase {
                     "--method", method == "csslm-query" ? "csslm" : method, "--per-class", "6", "--batch-size", "5", "--epochs", String(epochs),
                     "--learning-rate", "1e-3", "--max-length", "16", "--checkpoint-every", "2", "--keep-checkpoints", "2"]
         if method == "csslm-query" { args += ["--retriever", "query", "--refresh-every", "2"] }
-        if method.hasPrefix("csslm") {
+        if method.hasPrefix("csslm") || method == "selftrain" {
             args += ["--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2", "--pool-size", "30",
                      "--top-k", "3", "--negatives", "4", "--init-epochs", "2"]
         }
@@ -141,11 +141,12 @@ final class ResumeTests: XCTestCase {
         try String(contentsOf: dir.appendingPathComponent("\(run)/retrieved.jsonl"), encoding: .utf8)
     }
 
+    /// (And selftrain, which shares the stages, stopped inside stage 3.)
     func testCSSLMResumedInStageOneAndInStageThreeIsBitIdentical() throws {
         // Stage 1: steps 0–5 (2 epochs), stage 3: steps 6–11. Step 6 is the end of stage 1 (after
         // its last evaluation, before stage 2); steps 9 and 10 are inside stage 3's last epoch (the
         // query retriever refreshed at 6 and 8, and refreshes again at 10).
-        for (method, stops) in [("csslm", [2, 6, 10]), ("csslm-query", [4, 9])] {
+        for (method, stops) in [("csslm", [2, 6, 10]), ("csslm-query", [4, 9]), ("selftrain", [7])] {
             try train(trainArgs("straight-\(method)", method: method, epochs: 2))
             try trainInSessions("resumed-\(method)", method: method, epochs: 2, stops: stops,
                                 ranks: [Int?](repeating: nil, count: stops.count + 1))

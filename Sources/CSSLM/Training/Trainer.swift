@@ -239,7 +239,7 @@ public final class Trainer {
             best = r.progress.best
             (stageStep, firstEpoch, firstStep) = (r.progress.stageStep, r.state.epoch, r.progress.stepInEpoch)
         }
-        let progress = ProgressLine(total: totalSteps, enabled: communicator.rank == 0)
+        let progress = ProgressLine(total: totalSteps, done: stageStep, enabled: communicator.rank == 0)
         func position(epoch: Int, stepInEpoch: Int) -> StagePosition {
             StagePosition(name: name, index: index, epoch: epoch, stepInEpoch: stepInEpoch, stageStep: stageStep,
                           sampler: sampler.position, schedule: schedule, best: best)
@@ -365,17 +365,19 @@ extension String {
 /// Rank 0's one progress line per step: an updating line on a terminal, plain lines otherwise.
 final class ProgressLine {
     let total: Int
+    /// Steps done before this session (a resumed stage): the ETA counts only this session's pace.
+    let done: Int
     let enabled: Bool
     let isTTY = isatty(STDOUT_FILENO) != 0 && !MPIRuntime.isLaunchedByMPIRun
     let started = Date()
     private var open = false
 
-    init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
+    init(total: Int, done: Int = 0, enabled: Bool) { self.total = total; self.done = done; self.enabled = enabled }
 
     func update(step: Int, text: String) {
         guard enabled else { return }
         let elapsed = Date().timeIntervalSince(started)
-        let eta = step > 0 ? elapsed / Double(step) * Double(total - step) : 0
+        let eta = step > done ? elapsed / Double(step - done) * Double(total - step) : 0
         let line = "\(text) ETA \(Int(eta))s"
         if isTTY {
             print("\r\u{1B}[2K" + line, terminator: "")
