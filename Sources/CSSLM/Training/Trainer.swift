@@ -2,7 +2,8 @@
 // best-dev selection → test at the best dev epoch. `finetune` and `scl` have one stage; `csslm`
 // and `selftrain` run stage 1 (init), stage 2 (corpus encoding) and stage 3 (retrieval-augmented
 // training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
-// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
+// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4). Checkpoints at step
+// boundaries, and resuming from one: Trainer+Checkpoint.swift (contract 3).
 import Foundation
 
 /// What a finished run reports (also written to `result.json`).
