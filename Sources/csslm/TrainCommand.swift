@@ -12,8 +12,9 @@ struct TrainCommand: ParsableCommand {
             and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl and \
             result.json into --output, and checkpoints into --output/checkpoints after every epoch \
             (and every --checkpoint-every steps). --resume latest continues the run in --output from \
-            its newest complete checkpoint with the run's own config (flags may change fields that do \
-            not alter the training steps, e.g. --epochs), at any number of ranks.
+            its newest complete checkpoint with the run's own config (flags may change any field but \
+            the model, data, method, per-class, sample seed, batch size, seed and max length), at \
+            any number of ranks.
             """)
 
     @Option(help: "JSON run config; flags override its fields.") var config: String?
