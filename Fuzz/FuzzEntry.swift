@@ -21,6 +21,8 @@ let fuzzTargets: [String: FuzzTarget] = [
     "labels": fuzzLabels,
     "corpus": fuzzCorpus,
     "train_config": fuzzTrainConfig,
+    "manifest": fuzzManifest,
+    "training_state": fuzzTrainingState,
 ]
 
 private let selectedTarget: FuzzTarget = {

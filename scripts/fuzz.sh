@@ -17,12 +17,15 @@ source scripts/env.sh
 
 OUT=fuzz-out
 BIN=$OUT/csslm-fuzz
-TARGETS=(safetensors model_config vocab tokenizer_config tokenizer jsonl csv json_list labels corpus train_config)
+TARGETS=(safetensors model_config vocab tokenizer_config tokenizer jsonl csv json_list labels corpus train_config manifest training_state)
 SOURCES=(
   Sources/CSSLM/CSSLMError.swift Sources/CSSLM/InputLimits.swift
   Sources/CSSLM/Tensor/Random.swift Sources/CSSLM/Tensor/FloatBuffer.swift
   Sources/CSSLM/Model/Safetensors.swift Sources/CSSLM/Model/ParameterSet.swift Sources/CSSLM/Model/BertConfig.swift
   Sources/CSSLM/Text/*.swift Sources/CSSLM/Data/*.swift Sources/CSSLM/Training/TrainConfig.swift
+  Sources/CSSLM/CSSLM.swift Sources/CSSLM/Support/SHA256.swift Sources/CSSLM/Training/CheckpointManifest.swift
+  Sources/CSSLM/Training/TrainingState.swift Sources/CSSLM/Training/AdamW.swift Sources/CSSLM/Tensor/VectorMath.swift
+  Sources/CSSLM/Distributed/GlobalSampler.swift
   Fuzz/*.swift
 )
 

@@ -55,6 +55,9 @@ struct ExperimentCommand: ParsableCommand {
                     c.retriever = m.retriever
                     c.sampleSeed = UInt64(sample)
                     c.output = "\(experimentOutput)/\(dataset)/\(m)/sample-\(sample)"
+                    // An interrupted experiment redoes its unfinished run; checkpoints (~0.3 GB
+                    // each) only when asked for.
+                    if options.checkpointEvery == nil { c.checkpointEvery = -1 }
                     do { try c.validate() } catch { throw CSSLMError("\(path) with --method \(m): \(error)") }
                     runs.append(c)
                 }
@@ -78,7 +81,9 @@ struct ExperimentCommand: ParsableCommand {
                     continue
                 }
                 if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output)") }
-                let result = try Trainer(config: config, communicator: comm).run()
+                guard let result = try Trainer(config: config, communicator: comm).run() else {
+                    throw CSSLMError("\(config.output): the run stopped before its end")
+                }
                 finished.append(result)
                 if comm.rank == 0 {
                     print(String(format: "[experiment] %@ %@ sample %d: test acc %.4f macro-F1 %.4f (%.0f s)", result.dataset,
@@ -91,11 +96,12 @@ struct ExperimentCommand: ParsableCommand {
         }
     }
 
-    /// The result of a run that finished with exactly `config`, if its folder holds one.
+    /// The result of a run that finished with `config`'s training, if its folder holds one.
     static func finishedResult(of config: TrainConfig) -> RunResult? {
         let dir = URL(fileURLWithPath: config.output)
         guard let resultData = try? Data(contentsOf: dir.appendingPathComponent("result.json")),
-              let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")), saved == config else { return nil }
+              let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")),
+              saved.sameTraining(as: config) else { return nil }
         return try? JSONDecoder().decode(RunResult.self, from: resultData)
     }
 

@@ -11,23 +11,43 @@ struct TrainCommand: ParsableCommand {
         discussion: """
             Runs as one process, or as N ranks under mpirun (the global batch is split across ranks \
             and gives the same result). Writes config.json, fewshot_sample.jsonl, metrics.jsonl, \
-            result.json and report.html into --output. Diagnostics go to stderr, tagged with the rank.
+            result.json and report.html into --output, and checkpoints into --output/checkpoints after \
+            every epoch (and every --checkpoint-every steps). --resume latest continues the run in \
+            --output from its newest complete checkpoint with the run's own config (flags may change \
+            any field but the model, data, method, per-class, sample seed, batch size, seed and max \
+            length), at any number of ranks. Diagnostics go to stderr, tagged with the rank.
             """)
 
     @OptionGroup var options: TrainOptions
+    @Option(help: "Continue a run: 'latest' (the run in --output), or a checkpoint or run folder.") var resume: String?
+    @Option(help: "Save a checkpoint after N steps (over all stages) and stop; continue with --resume.") var stopAfterSteps: Int?
 
     func run() throws {
         RankLogHandler.bootstrap(level: options.logLevel)
-        let runConfig = try options.resolvedConfig()
+        if let stopAfterSteps, stopAfterSteps < 1 { throw ValidationError("--stop-after-steps must be at least 1") }
+        let selection = resume.map(CheckpointSelection.init)
+        // Without --resume (or with --config) the config is known before any rank starts.
+        let known = selection == nil || options.config != nil ? try options.resolvedConfig() : nil
         let comm = try makeCommunicator()
         comm.runOrAbort {
-            let result = try Trainer(config: runConfig, communicator: comm).run()
+            let runConfig = try known ?? options.resolvedConfig(base: try savedConfig(selection!, communicator: comm))
+            let trainer = try Trainer(config: runConfig, communicator: comm)
+            trainer.resume = selection
+            trainer.stopAfterSteps = stopAfterSteps
+            guard let result = try trainer.run() else { return }
             if comm.rank == 0 {
                 print(String(format: "[result] %@ %@: best epoch %d, dev acc %.4f, test acc %.4f, test macro-F1 %.4f (%.0f s)",
                              result.method, result.dataset, result.bestEpoch, result.dev.accuracy, result.test.accuracy,
                              result.test.macroF1, result.seconds))
             }
         }
+    }
+
+    /// The config of the checkpoint a resume continues from, its output the run folder holding
+    /// the checkpoint (rank 0 reads it, every rank gets it). `latest` and `best` look in --output.
+    func savedConfig(_ selection: CheckpointSelection, communicator: Communicator) throws -> TrainConfig {
+        try CheckpointStore(runDirectory: URL(fileURLWithPath: options.output ?? TrainConfig().output))
+            .savedConfig(selection, communicator: communicator)
     }
 }
 
@@ -64,10 +84,12 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
     @Option(help: "Contrastive loss of scl and csslm: pair | supcon") var contrastive: String?
     @Option(help: "SupCon temperature (> 0).") var temperature: Float?
+    @Option(help: "Also checkpoint every N steps (0 = after each epoch only, -1 = never).") var checkpointEvery: Int?
+    @Option(help: "Complete checkpoints kept besides the best-dev one.") var keepCheckpoints: Int?
 
-    /// The config file (if any) with every given flag applied, validated.
-    func resolvedConfig() throws -> TrainConfig {
-        var c = try config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
+    /// The flags over `base`, else over --config, else over the defaults; validated.
+    func resolvedConfig(base: TrainConfig? = nil) throws -> TrainConfig {
+        var c = try base ?? config.map { try TrainConfig.load(from: URL(fileURLWithPath: $0)) } ?? TrainConfig()
         try apply(to: &c)
         try c.validate()
         return c
@@ -118,6 +140,8 @@ struct TrainOptions: ParsableArguments {
             c.contrastive = k
         }
         if let temperature { c.temperature = temperature }
+        if let checkpointEvery { c.checkpointEvery = checkpointEvery }
+        if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }
     }
 }
 

@@ -88,6 +88,25 @@ public final class RetrievedSentencesLog {
         handle = try FileHandle(forWritingTo: temporary)
     }
 
+    /// Continues the unfinished epoch of a run resumed at `step`: keeps the lines of earlier steps
+    /// (later ones were written after the checkpoint, and a torn last line is dropped) and appends
+    /// after them; starts a new epoch's file when there is none.
+    public func continueEpoch(before step: Int) throws {
+        try handle?.close()
+        handle = nil
+        guard let data = FileManager.default.contents(atPath: temporary.path) else { return try beginEpoch() }
+        var kept = Data()
+        for line in data.split(separator: 0x0A) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                  let lineStep = object["step"] as? Int, lineStep < step else { continue }
+            kept.append(contentsOf: line)
+            kept.append(0x0A)
+        }
+        try writeAtomically(kept, to: temporary)
+        handle = try FileHandle(forWritingTo: temporary)
+        try handle?.seekToEnd()
+    }
+
     /// Appends one query's retrieval.
     public func record(epoch: Int, step: Int, query: String, label: Int, labelName: String? = nil,
                        retrieval: QueryRetrieval, documents: [CorpusLine]) throws {

@@ -43,6 +43,17 @@ public enum CheckpointEvent: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A file a checkpoint carries besides the standard layout, written by its owner (on rank 0) to
+/// the URL it is given; it goes through the MANIFEST like every other file.
+public struct CheckpointExtraFile {
+    public var name: String
+    public var write: (URL) throws -> Void
+    public init(name: String, write: @escaping (URL) throws -> Void) {
+        self.name = name
+        self.write = write
+    }
+}
+
 /// The checkpoints folder of one run: saving, retention and (in CheckpointStore+Load) resume.
 ///
 /// ```swift
@@ -104,13 +115,15 @@ public final class CheckpointStore {
     /// the folder of the new checkpoint.
     ///
     /// `model` rather than its `ParameterSet`: the encoder/head split and config.json come from it.
+    /// `extraFiles` are written (on rank 0) after the required ones and listed in the MANIFEST like
+    /// them, e.g. a trainer's best-dev weights or its retrieval state.
     @discardableResult
     public func save(_ state: TrainingState, model: BertClassifier, optimizer: AdamW,
-                     communicator: Communicator) throws -> URL {
+                     communicator: Communicator, extraFiles: [CheckpointExtraFile] = []) throws -> URL {
         var outcome = Outcome.ok
         if communicator.rank == 0 {
             do {
-                try write(state, model: model, optimizer: optimizer)
+                try write(state, model: model, optimizer: optimizer, extraFiles: extraFiles)
             } catch {
                 outcome = Outcome(error)
             }
@@ -120,7 +133,7 @@ public final class CheckpointStore {
     }
 
     /// Rank 0's half of `save`.
-    func write(_ state: TrainingState, model: BertClassifier, optimizer: AdamW) throws {
+    func write(_ state: TrainingState, model: BertClassifier, optimizer: AdamW, extraFiles: [CheckpointExtraFile] = []) throws {
         let fm = FileManager.default
         try createFolder(directory)
         try removeLeftovers()
@@ -153,6 +166,13 @@ public final class CheckpointStore {
         try add(Self.stateFile) { try writeAtomically(try state.jsonData(), to: $0) }
         for file in try modelFolderFiles(state: state, model: model) {
             try add(file.name) { try writeAtomically(file.data, to: $0) }
+        }
+        for file in extraFiles {
+            guard !entries.contains(where: { $0.name == file.name }), file.name != CheckpointManifest.fileName,
+                  !file.name.contains("/") else {
+                throw CSSLMError("checkpoint extra file '\(file.name)' clashes with a file of the checkpoint layout")
+            }
+            try add(file.name, file.write)
         }
         try add(CheckpointManifest.fileName) { url in
             let encoder = JSONEncoder()

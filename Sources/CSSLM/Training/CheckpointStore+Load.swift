@@ -73,14 +73,26 @@ extension CheckpointStore {
     @discardableResult
     public func load(_ selection: CheckpointSelection, into model: BertClassifier, optimizer: AdamW,
                      communicator: Communicator, expecting: ResumeExpectation? = nil) throws -> LoadedCheckpoint {
+        try load(selection, into: model, optimizer: optimizer, communicator: communicator, expecting: expecting,
+                 extraFiles: []).checkpoint
+    }
+
+    /// `load`, also returning the verified bytes of those of `extraFiles` (see `CheckpointExtraFile`)
+    /// that the checkpoint holds, on rank 0 only (the other ranks get an empty dictionary: the
+    /// owner of the files broadcasts what it parses from them).
+    public func load(_ selection: CheckpointSelection, into model: BertClassifier, optimizer: AdamW,
+                     communicator: Communicator, expecting: ResumeExpectation?,
+                     extraFiles: Set<String>) throws -> (checkpoint: LoadedCheckpoint, extras: [String: Data]) {
         let parameters = model.parameters
         try communicator.checkSameOnAllRanks(parameters.count, what: "parameter count",
                                              name: "allreduce(checkpoint layout check)")
         var header = Data()
+        var extras: [String: Data] = [:]
         if communicator.rank == 0 {
             do {
-                let loaded = try readIntoRoot(selection, model: model, optimizer: optimizer,
-                                              worldSize: communicator.size, expecting: expecting)
+                let loaded: LoadedCheckpoint
+                (loaded, extras) = try readIntoRoot(selection, model: model, optimizer: optimizer, worldSize: communicator.size,
+                                                    expecting: expecting, extraFiles: extraFiles)
                 header = try JSONEncoder().encode(LoadHeader(outcome: .ok, loaded: loaded))
             } catch {
                 header = try JSONEncoder().encode(LoadHeader(outcome: Outcome(error), loaded: nil))
@@ -101,7 +113,31 @@ extension CheckpointStore {
             }
         }
         optimizer.step = loaded.state.optimizerStep
-        return loaded
+        return (loaded, extras)
+    }
+
+    /// The run config saved in the checkpoint `selection` names (the base of a resumed run's
+    /// config), with `output` the run folder that holds the checkpoint (when it sits in one's
+    /// checkpoints folder): rank 0 finds and verifies it, every rank receives it.
+    public func savedConfig(_ selection: CheckpointSelection, communicator: Communicator) throws -> TrainConfig {
+        var bytes = Data()
+        var outcome = Outcome.ok
+        if communicator.rank == 0 {
+            do {
+                let found = try locate(selection, keep: [Self.stateFile])
+                var config = try found.state.config
+                let folder = found.directory.deletingLastPathComponent()
+                if folder.lastPathComponent == Self.folderName { config.output = folder.deletingLastPathComponent().path }
+                bytes = try JSONEncoder().encode(config)
+            } catch {
+                outcome = Outcome(error)
+            }
+        }
+        try agreeOnOutcome(outcome, communicator: communicator, what: "read the checkpoint's config")
+        try withTransferDeadline(communicator) {
+            try broadcast(&bytes, communicator: communicator, name: "broadcast(checkpoint config)")
+        }
+        return try JSONDecoder().decode(TrainConfig.self, from: bytes)
     }
 
     struct LoadHeader: Codable {
@@ -111,8 +147,9 @@ extension CheckpointStore {
 
     /// Rank 0: locate, verify, check, and read into `model` and `optimizer`.
     private func readIntoRoot(_ selection: CheckpointSelection, model: BertClassifier, optimizer: AdamW,
-                              worldSize: Int, expecting: ResumeExpectation?) throws -> LoadedCheckpoint {
-        let found = try locate(selection)
+                              worldSize: Int, expecting: ResumeExpectation?,
+                              extraFiles: Set<String>) throws -> (LoadedCheckpoint, [String: Data]) {
+        let found = try locate(selection, keep: Self.loadedFiles.union(extraFiles))
         let state = try found.state
         let name = found.directory.path
         var notes = found.skipped
@@ -129,7 +166,7 @@ extension CheckpointStore {
                              hint: "resume with the dataset the checkpoint was trained on")
         }
         try restore(found, into: model, optimizer: optimizer)
-        return LoadedCheckpoint(state: state, directory: name, notes: notes)
+        return (LoadedCheckpoint(state: state, directory: name, notes: notes), found.data.filter { extraFiles.contains($0.key) })
     }
 
     /// Copies the verified tensors into the model's flat buffers and the optimizer's moments.
@@ -157,18 +194,19 @@ extension CheckpointStore {
         }
     }
 
-    /// The checkpoint `selection` names, verified, with the messages for the folders skipped.
-    func locate(_ selection: CheckpointSelection) throws -> VerifiedCheckpoint {
+    /// The checkpoint `selection` names, verified, with the messages for the folders skipped and
+    /// the bytes of the files in `keep`.
+    func locate(_ selection: CheckpointSelection, keep: Set<String> = loadedFiles) throws -> VerifiedCheckpoint {
         switch selection {
         case .latest:
-            return try newestComplete()
+            return try newestComplete(keep: keep)
         case .best:
-            let newest = try newestComplete()
+            let newest = try newestComplete(keep: keep)
             guard let best = try newest.state.bestDev else {
                 throw CSSLMError("\(newest.directory.path): no best-dev checkpoint recorded yet")
             }
             if best.step == newest.manifest.step { return newest }
-            return try Self.verified(folder(step: best.step), skipped: newest.skipped)
+            return try Self.verified(folder(step: best.step), skipped: newest.skipped, keep: keep)
         case .path(let url):
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -179,19 +217,19 @@ extension CheckpointStore {
             }
             if FileManager.default.fileExists(atPath: url.appendingPathComponent(CheckpointManifest.fileName).path)
                 || Self.step(ofFolder: url.lastPathComponent) != nil {
-                return try Self.verified(url, skipped: [])
+                return try Self.verified(url, skipped: [], keep: keep)
             }
             let store = url.lastPathComponent == Self.folderName
                 ? CheckpointStore(runDirectory: url.deletingLastPathComponent())
                 : CheckpointStore(runDirectory: url)
-            return try store.newestComplete()
+            return try store.newestComplete(keep: keep)
         }
     }
 
     /// Verifies `dir` or throws an error naming the file at fault.
-    static func verified(_ dir: URL, skipped: [String]) throws -> VerifiedCheckpoint {
+    static func verified(_ dir: URL, skipped: [String], keep: Set<String> = loadedFiles) throws -> VerifiedCheckpoint {
         do {
-            let (manifest, data) = try CheckpointManifest.verify(dir, required: requiredFiles, keep: loadedFiles)
+            let (manifest, data) = try CheckpointManifest.verify(dir, required: requiredFiles, keep: keep)
             return VerifiedCheckpoint(directory: dir, manifest: manifest, data: data, skipped: skipped)
         } catch let failure as CheckpointManifest.Failure {
             throw CSSLMError("\(dir.path) is not a complete checkpoint: \(failure.file.map { "\($0): " } ?? "")\(failure.reason)",
@@ -201,7 +239,7 @@ extension CheckpointStore {
 
     /// The newest `step-N` folder that verifies; the reasons for every newer one skipped, and a
     /// note for each unfinished save (`.tmp-…`) found.
-    func newestComplete() throws -> VerifiedCheckpoint {
+    func newestComplete(keep: Set<String> = loadedFiles) throws -> VerifiedCheckpoint {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) else {
             throw CSSLMError("\(directory.path): no checkpoints folder, nothing to resume from",
@@ -216,7 +254,7 @@ extension CheckpointStore {
         for step in steps {
             let dir = folder(step: step)
             do {
-                let (manifest, data) = try CheckpointManifest.verify(dir, required: Self.requiredFiles, keep: Self.loadedFiles)
+                let (manifest, data) = try CheckpointManifest.verify(dir, required: Self.requiredFiles, keep: keep)
                 return VerifiedCheckpoint(directory: dir, manifest: manifest, data: data, skipped: skipped)
             } catch let failure as CheckpointManifest.Failure {
                 skipped.append("skipped \(failure)")

@@ -82,6 +82,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var contrastive: ContrastiveKind = .pair
     /// SupCon's temperature τ (0.1: Khosla et al.'s choice, also in the range SCF fine-tuning tried).
     public var temperature: Float = 0.1
+    /// Save a checkpoint every N optimizer steps (counted over all stages), besides the one after
+    /// every epoch's dev evaluation; 0 = at epoch ends only, -1 = no checkpoints.
+    public var checkpointEvery = 0
+    /// Complete checkpoints kept besides the best-dev one.
+    public var keepCheckpoints = 2
 
     public init() {}
 
@@ -104,6 +109,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.topK, &d.topK); try read(.negatives, &d.negatives); try read(.retriever, &d.retriever)
         try read(.refreshEvery, &d.refreshEvery)
         try read(.contrastive, &d.contrastive); try read(.temperature, &d.temperature)
+        try read(.checkpointEvery, &d.checkpointEvery); try read(.keepCheckpoints, &d.keepCheckpoints)
         self = d
     }
 
@@ -147,6 +153,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
         if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
         if !(temperature > 0) || !temperature.isFinite { throw bad("temperature", "must be positive and finite, got \(temperature)") }
+        if checkpointEvery < -1 { throw bad("checkpointEvery", "must be a step count, 0 (epoch ends only) or -1 (none)") }
+        if keepCheckpoints < 1 { throw bad("keepCheckpoints", "must be at least 1") }
         if method.retrieves {
             if initEpochs < 1 { throw bad("initEpochs", "must be at least 1") }
             if topK < 1 { throw bad("topK", "must be at least 1, got \(topK)") }
@@ -172,10 +180,18 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         corpus.isEmpty ? "assets/corpus/\(URL(fileURLWithPath: data).lastPathComponent).txt" : corpus
     }
 
+    /// Whether `other` trains the same way: equal but for how often it checkpoints.
+    public func sameTraining(as other: TrainConfig) -> Bool {
+        var a = self
+        (a.checkpointEvery, a.keepCheckpoints) = (other.checkpointEvery, other.keepCheckpoints)
+        return a == other
+    }
+
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
         case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
         case contrastive, temperature
+        case checkpointEvery, keepCheckpoints
     }
 }

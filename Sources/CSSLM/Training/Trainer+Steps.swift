@@ -303,6 +303,8 @@ final class StageRetrieval {
     var vectors: DocumentVectors
     let heads: RetrievalHeads
     var schedule: RetrievalSchedule
+    /// The step a resumed run continues at: the log keeps the lines of earlier steps of its epoch.
+    var resumeStep: Int?
     private var sentencesLog: RetrievedSentencesLog?
 
     init(vectors: DocumentVectors, heads: RetrievalHeads, schedule: RetrievalSchedule) {
@@ -313,7 +315,7 @@ final class StageRetrieval {
     func log(_ runDirectory: URL) throws -> RetrievedSentencesLog {
         if let sentencesLog { return sentencesLog }
         let log = RetrievedSentencesLog(url: runDirectory.appendingPathComponent("retrieved.jsonl"))
-        try log.beginEpoch()
+        if let resumeStep { try log.continueEpoch(before: resumeStep) } else { try log.beginEpoch() }
         sentencesLog = log
         return log
     }

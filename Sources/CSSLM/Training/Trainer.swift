@@ -2,7 +2,8 @@
 // best-dev selection → test at the best dev epoch. `finetune` and `scl` have one stage; `csslm`
 // and `selftrain` run stage 1 (init), stage 2 (corpus encoding) and stage 3 (retrieval-augmented
 // training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
-// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4).
+// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4). Checkpoints at step
+// boundaries, and resuming from one: Trainer+Checkpoint.swift (contract 3).
 import Foundation
 import Logging
 
@@ -25,9 +26,10 @@ struct EncodedSplit {
     var count: Int { labels.count }
 }
 
-/// The best epoch of a stage.
-struct StageBest {
+/// The best epoch of a stage, and the global step after its dev evaluation.
+struct StageBest: Codable, Equatable {
     var epoch: Int
+    var step: Int
     var dev: ClassificationMetrics
     var test: ClassificationMetrics
 }
@@ -71,6 +73,18 @@ public final class Trainer {
     /// Steps taken over all stages (keys dropout and retrieval draws).
     var globalStep = 0
     var metricsFile: FileHandle?
+    /// Continue from this checkpoint (Trainer+Checkpoint.swift).
+    public var resume: CheckpointSelection?
+    /// Save a checkpoint after this many steps (over all stages) and stop: `run` then returns nil.
+    public var stopAfterSteps: Int?
+    /// The checkpoint being resumed from, until the stage it belongs to has taken it over.
+    var resumePoint: ResumePoint?
+    /// Rank 0's identity of the model and data (other ranks: a placeholder), for checkpoints.
+    var identity = RunIdentity(model: "", dataset: "")
+    lazy var checkpoints = CheckpointStore(runDirectory: outputURL, keepLast: config.keepCheckpoints)
+    /// Training seconds of the sessions before a resume, and when this session's `run` began.
+    var secondsBefore = 0.0
+    var sessionStart = Date()
 
     public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) },
                 logger: Logger = Logger(label: "csslm.train")) throws {
@@ -145,40 +159,65 @@ public final class Trainer {
 
     var outputURL: URL { URL(fileURLWithPath: config.output) }
 
-    /// Trains, selects the best dev epoch, and returns its dev and test metrics.
-    public func run() throws -> RunResult {
+    /// Trains, selects the best dev epoch, and returns its dev and test metrics; nil when it
+    /// stopped at `stopAfterSteps` (after saving a checkpoint to resume from).
+    public func run() throws -> RunResult? {
         let started = Date()
         let out = outputURL
+        try prepareCheckpoints()
         if communicator.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(config).write(to: out.appendingPathComponent("config.json"))
             try sample.write(to: out.appendingPathComponent(FewShotSample.fileName), source: splits.train)
             let metricsURL = out.appendingPathComponent("metrics.jsonl")
-            FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+            // A resumed run appends to the log of the run it continues.
+            if resumePoint == nil || !FileManager.default.fileExists(atPath: metricsURL.path) {
+                _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+            }
             metricsFile = try FileHandle(forWritingTo: metricsURL)
+            try metricsFile?.seekToEnd()
         }
         defer { try? metricsFile?.close() }
+        if let r = resumePoint {
+            record(["kind": "resume", "step": r.state.step, "stage": r.state.stage, "epoch": r.state.epoch,
+                    "checkpoint": r.directory, "world_size": communicator.size])
+        }
         log("[train] \(config.method.rawValue) on \(URL(fileURLWithPath: config.data).lastPathComponent): "
             + "\(train.count) labelled (\(config.perClass)/class, sample seed \(config.sampleSeed)), global batch \(config.batchSize), "
             + "\(communicator.size) rank(s)" + (config.method.retrieves ? ", pool \(corpusPool.count) corpus sentences" : ""))
 
         let best: StageBest
         let contrastive = config.contrastive.rawValue
-        switch config.method {
-        case .finetune, .scl:
-            best = try runStage("train", epochs: config.epochs, partNames: ["ce", contrastive]) { try self.labelledStep($0) }
-        case .csslm, .selftrain:
-            _ = try runStage("init", epochs: config.initEpochs, partNames: ["ce", contrastive, "task", "dom"]) { try self.initStep($0) }
-            let retriever = try encodeCorpus()
-            let names = config.method == .csslm ? ["ce", contrastive + "_q", contrastive + "_m"] : ["ce"]
-            best = try runStage("main", epochs: config.epochs, partNames: names) { try self.mainStep($0, retriever: retriever) }
-            try retriever.finish()
+        do {
+            switch config.method {
+            case .finetune, .scl:
+                best = try runStage("train", index: 0, epochs: config.epochs, partNames: ["ce", contrastive]) { try self.labelledStep($0) }
+            case .csslm, .selftrain:
+                let retriever: StageRetrieval
+                if let resumed = resumePoint?.retrieval {
+                    retriever = resumed
+                } else {
+                    _ = try runStage("init", index: 0, epochs: config.initEpochs, partNames: ["ce", contrastive, "task", "dom"]) {
+                        try self.initStep($0)
+                    }
+                    retriever = try encodeCorpus()
+                }
+                let names = config.method == .csslm ? ["ce", contrastive + "_q", contrastive + "_m"] : ["ce"]
+                best = try runStage("main", index: 1, epochs: config.epochs, partNames: names, retrieval: retriever) {
+                    try self.mainStep($0, retriever: retriever)
+                }
+                try retriever.finish()
+            }
+        } catch let stop as StopRequested {
+            log("[train] stopped after step \(stop.step) (--stop-after-steps): checkpoint \(stop.checkpoint.path); "
+                + "continue with --resume latest")
+            return nil
         }
         let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
                                dataset: URL(fileURLWithPath: config.data).lastPathComponent,
                                sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, dev: best.dev, test: best.test,
-                               steps: globalStep, seconds: Date().timeIntervalSince(started))
+                               steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started))
         if communicator.rank == 0 {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
@@ -196,7 +235,11 @@ public final class Trainer {
 
     /// Runs `epochs` epochs of `step` with a fresh AdamW and schedule, evaluating on dev after each
     /// epoch; leaves the model at its best dev epoch and returns that epoch's metrics.
-    func runStage(_ name: String, epochs: Int, partNames: [String], step body: (StepInput) throws -> StepLosses) throws -> StageBest {
+    /// `index` orders the stages that take steps (0: "train" or "init", 1: "main"); `retrieval` is
+    /// stage 3's, saved in its checkpoints. Saves a checkpoint after every epoch's evaluation and
+    /// every `checkpointEvery` steps, and continues from `resumePoint` when it belongs to this stage.
+    func runStage(_ name: String, index: Int, epochs: Int, partNames: [String], retrieval: StageRetrieval? = nil,
+                  step body: (StepInput) throws -> StepLosses) throws -> StageBest {
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
         let totalSteps = stepsPerEpoch * epochs
         let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
@@ -207,12 +250,23 @@ public final class Trainer {
                                              averaging: .sum, extraSumCount: partNames.count)
         let stageSeed = CounterRandom.streamKey(seed: config.seed, step: 0, example: 0, site: name.hashValueStable)
         var sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed)
-        let progress = ProgressLine(total: totalSteps, enabled: communicator.rank == 0)
         var best: StageBest?
         let bestWeights = FloatBuffer(count: model.parameters.count)
-        var stageStep = 0
-        for epoch in 0..<epochs {
-            for _ in 0..<stepsPerEpoch {
+        var stageStep = 0, firstEpoch = 0, firstStep = 0
+        if let r = resumePoint, r.progress.stageIndex == index {
+            resumePoint = nil
+            r.restore(optimizer: optimizer, bestWeights: bestWeights)
+            sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed, position: r.state.sampler)
+            best = r.progress.best
+            (stageStep, firstEpoch, firstStep) = (r.progress.stageStep, r.state.epoch, r.progress.stepInEpoch)
+        }
+        let progress = ProgressLine(total: totalSteps, done: stageStep, enabled: communicator.rank == 0)
+        func position(epoch: Int, stepInEpoch: Int) -> StagePosition {
+            StagePosition(name: name, index: index, epoch: epoch, stepInEpoch: stepInEpoch, stageStep: stageStep,
+                          sampler: sampler.position, schedule: schedule, best: best)
+        }
+        for epoch in firstEpoch..<max(firstEpoch, epochs) {
+            for stepInEpoch in (epoch == firstEpoch ? firstStep : 0)..<stepsPerEpoch {
                 let t0 = Date()
                 communicator.setStep(globalStep)
                 let global = sampler.nextBatch()
@@ -247,6 +301,10 @@ public final class Trainer {
                 record(entry)
                 globalStep += 1
                 stageStep += 1
+                if stepInEpoch + 1 < stepsPerEpoch {
+                    try checkpointIfDue(position(epoch: epoch, stepInEpoch: stepInEpoch + 1), epochEnd: false,
+                                        optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
+                }
             }
             let devMetrics = try evaluate(dev)
             record(["kind": "eval", "stage": name, "split": "dev", "epoch": epoch, "step": globalStep,
@@ -256,13 +314,15 @@ public final class Trainer {
                 let testMetrics = try evaluate(test)
                 record(["kind": "eval", "stage": name, "split": "test", "epoch": epoch, "step": globalStep,
                         "accuracy": testMetrics.accuracy, "macro_f1": testMetrics.macroF1, "confusion": testMetrics.confusion])
-                best = StageBest(epoch: epoch, dev: devMetrics, test: testMetrics)
+                best = StageBest(epoch: epoch, step: globalStep, dev: devMetrics, test: testMetrics)
                 bestWeights.copy(from: model.parameters.values)
                 improved = true
             }
             progress.finishLine()
             log(String(format: "[%@] epoch %d dev acc %.4f macro-F1 %.4f%@", name, epoch + 1, devMetrics.accuracy, devMetrics.macroF1,
                        improved ? String(format: " (best; test acc %.4f macro-F1 %.4f)", best!.test.accuracy, best!.test.macroF1) : ""))
+            try checkpointIfDue(position(epoch: epoch + 1, stepInEpoch: 0), epochEnd: true,
+                                optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
         }
         // Continue from (and report) the best dev epoch.
         model.parameters.values.copy(from: bestWeights)
@@ -329,17 +389,19 @@ extension String {
 /// Rank 0's one progress line per step: an updating line on a terminal, plain lines otherwise.
 final class ProgressLine {
     let total: Int
+    /// Steps done before this session (a resumed stage): the ETA counts only this session's pace.
+    let done: Int
     let enabled: Bool
     let isTTY = isatty(STDOUT_FILENO) != 0 && !MPIRuntime.isLaunchedByMPIRun
     let started = Date()
     private var open = false
 
-    init(total: Int, enabled: Bool) { self.total = total; self.enabled = enabled }
+    init(total: Int, done: Int = 0, enabled: Bool) { self.total = total; self.done = done; self.enabled = enabled }
 
     func update(step: Int, text: String) {
         guard enabled else { return }
         let elapsed = Date().timeIntervalSince(started)
-        let eta = step > 0 ? elapsed / Double(step) * Double(total - step) : 0
+        let eta = step > done ? elapsed / Double(step - done) * Double(total - step) : 0
         let line = "\(text) ETA \(Int(eta))s"
         if isTTY {
             print("\r\u{1B}[2K" + line, terminator: "")
