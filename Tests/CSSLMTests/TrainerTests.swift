@@ -131,8 +131,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(output.contains("[rank 0] critical: csslm: step 0: ") && output.contains("topK is 100"), output)
         let (mpiStatus, mpiOutput) = try Self.runCSSLM(args, ranks: 2, limit: 60)
         XCTAssertNotEqual(mpiStatus, 0, mpiOutput)
-        XCTAssertTrue(mpiOutput.contains("[rank 0] critical: csslm: rank 0 of 2, step 0: ")
-                      || mpiOutput.contains("[rank 1] critical: csslm: rank 1 of 2, step 0: "), mpiOutput)
+        // The abort message names rank, world size and host: "rank R of 2 on HOST, step 0: ".
+        XCTAssertTrue(mpiOutput.contains("[rank 0] critical: csslm: rank 0 of 2 on ")
+                      || mpiOutput.contains("[rank 1] critical: csslm: rank 1 of 2 on "), mpiOutput)
+        XCTAssertTrue(mpiOutput.contains(", step 0: ") && mpiOutput.contains("topK is 100"), mpiOutput)
         let (badLevel, badLevelOutput) = try Self.runCSSLM(args.dropLast(2) + ["--log-level", "loud"], ranks: nil, limit: 60)
         XCTAssertNotEqual(badLevel, 0)
         XCTAssertTrue(badLevelOutput.contains("'loud'") && badLevelOutput.contains("--log-level"), badLevelOutput)
