@@ -67,6 +67,7 @@ struct ExperimentCommand: ParsableCommand {
     }
 
     func run() throws {
+        RankLogHandler.bootstrap(level: options.logLevel)
         let grid = try plan()
         let comm = try makeCommunicator()
         let started = Date()

@@ -44,6 +44,10 @@ public struct TokenBatch: Sendable {
 
     public var rows: Int { batch * seqLen }
 
+    /// No sequences: a rank whose share of the global batch is empty still takes part in the
+    /// step's collectives with it.
+    public static let empty = TokenBatch(batch: 0, seqLen: 0, ids: [], mask: [], sepPositions: [])
+
     /// Checks the ids against the model's tables (bad ids would read out of bounds).
     public func validate(for config: BertConfig) throws {
         if seqLen > config.maxPositionEmbeddings {

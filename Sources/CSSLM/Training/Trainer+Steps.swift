@@ -96,7 +96,7 @@ extension Trainer {
         let n = s.local.count, b = s.global.count
         let labels = s.local.datasetIndices.map { train.labels[$0] }
         var ce = 0.0
-        var batch = try TokenBatch(batch: 0, seqLen: 0, ids: [], mask: [], sepPositions: [])
+        var batch = TokenBatch.empty
         let drop = dropout(step: s.step, rows: s.local.globalRows)
         if n > 0 {
             batch = try tokenBatch(s.local.datasetIndices.map { train.encodings[$0] })
@@ -136,7 +136,7 @@ extension Trainer {
             negE = features(nb).e
         }
         let negCount = negE.count / h
-        var batch = try TokenBatch(batch: 0, seqLen: 0, ids: [], mask: [], sepPositions: [])
+        var batch = TokenBatch.empty
         let drop = dropout(step: s.step, rows: s.local.globalRows)
         var ce = 0.0
         if n > 0 {
@@ -253,7 +253,7 @@ extension Trainer {
         let labelsM = items.map(\.label)
         let isQuery = items.map { if case .query = $0.source { return true } else { return false } }
         let drop = dropout(step: s.step, rows: mine)
-        var batch = try TokenBatch(batch: 0, seqLen: 0, ids: [], mask: [], sepPositions: [])
+        var batch = TokenBatch.empty
         var ce = 0.0
         if !items.isEmpty {
             batch = try tokenBatch(items.map { item -> Encoding in
