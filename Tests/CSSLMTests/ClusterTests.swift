@@ -2,8 +2,9 @@
 // namespace with its own address and name, cabled by a rate-limited veth to a bridge, and Open MPI
 // starts its daemon in each through scripts/netns-agent.sh (scripts/launch.sh --cluster), so ranks
 // talk over TCP on those cables only. What a real cluster does is checked here: the same training
-// as one process, and the job ending with the host named when a host's rank dies or its cable is
-// pulled. They need root and iproute2; elsewhere they skip with the reason. Each test brings its
+// as one process, the job ending with the host named when a host's rank dies or its cable is
+// pulled, and the job cut off that way resuming from its last checkpoint as if never interrupted.
+// They need root and iproute2; elsewhere they skip with the reason. Each test brings its
 // own cluster up and always takes it down (tearDown, and cluster.sh's own trap while it builds).
 import Foundation
 import XCTest
@@ -123,16 +124,34 @@ final class ClusterTests: XCTestCase {
         return Int(r.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    /// Waits until the run in `run` has logged `steps` training steps (rank 0 writes metrics.jsonl).
-    func waitForSteps(_ steps: Int, in run: URL, of job: Started, limit: Double = 90) throws {
-        let metrics = run.appendingPathComponent("metrics.jsonl")
+    /// Polls `condition` every 20 ms until it holds; throws if the job ends first or `limit` s pass.
+    func wait(for what: String, of job: Started, limit: Double = 90, until condition: () -> Bool) throws {
         while Date().timeIntervalSince(job.start) < limit {
-            let text = (try? String(contentsOf: metrics, encoding: .utf8)) ?? ""
-            if text.components(separatedBy: "\"kind\":\"step\"").count - 1 >= steps { return }
-            if !job.process.isRunning { throw CSSLMError("the job ended before step \(steps): \(job.wait().summary)") }
-            usleep(100_000)
+            if condition() { return }
+            if !job.process.isRunning { throw CSSLMError("the job ended before \(what): \(job.wait().summary)") }
+            usleep(20_000)
         }
-        throw CSSLMError("no \(steps) steps within \(limit) s: \(job.wait().summary)")
+        throw CSSLMError("no \(what) within \(limit) s: \(job.wait().summary)")
+    }
+
+    /// Waits until the run in `run` has logged `steps` training steps (rank 0 writes metrics.jsonl).
+    func waitForSteps(_ steps: Int, in run: URL, of job: Started) throws {
+        let metrics = run.appendingPathComponent(MetricsLog.fileName)
+        try wait(for: "step \(steps)", of: job) {
+            ((try? String(contentsOf: metrics, encoding: .utf8)) ?? "").components(separatedBy: "\"kind\":\"step\"").count - 1 >= steps
+        }
+    }
+
+    /// The steps of the run's complete checkpoints: a save renames its folder to `step-N` last.
+    func checkpointSteps(in run: URL) -> [Int] {
+        let folder = run.appendingPathComponent(CheckpointStore.folderName).path
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(CheckpointStore.step(ofFolder:))
+    }
+
+    /// `scripts/cluster.sh cut|mend HOST`.
+    func cable(_ action: String, _ host: String) throws {
+        let r = try Self.run(["scripts/cluster.sh", action, host], environment: ["CSSLM_CLUSTER_DIR": clusterDirectory.path], limit: 10)
+        XCTAssertEqual(r.status, 0, "cluster.sh \(action) \(host): \(r.summary)")
     }
 
     /// The pid of the csslm rank running on `host`.
@@ -214,19 +233,28 @@ final class ClusterTests: XCTestCase {
     }
 
     /// A pulled cable stalls the ranks on both sides inside a collective (TCP neither fails nor
-    /// completes): the watchdog names the rank, its host and the collective, and the job ends.
-    func testCutLinkIsCaughtByTheWatchdogAndTheJobEnds() throws {
+    /// completes): the watchdog names the rank, its host and the collective, and the job ends. With
+    /// the cable mended, `--resume latest` across the same hosts continues from the newest complete
+    /// checkpoint, and the run ends as an uninterrupted one at the same world size does: weights,
+    /// AdamW moments, best model and every step's loss bit-identical.
+    func testCutLinkIsCaughtByTheWatchdogAndTheResumedJobEqualsAnUninterruptedOne() throws {
         let (model, data) = try TrainerTests.makeTinyTask(in: work)
         try clusterUp(2)
-        let out = work.appendingPathComponent("run")
+        // 3 stage-1 steps, stage 2, 12 stage-3 steps; a checkpoint after every step.
+        let steps = 15
+        func arguments(_ run: URL) -> [String] {
+            trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"), output: run, epochs: 4)
+                + ["--checkpoint-every", "1"]
+        }
+        let straight = work.appendingPathComponent("straight"), out = work.appendingPathComponent("run")
+        let uninterrupted = try startOnCluster(arguments(straight)).wait()
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.summary)
+        print(String(format: "uninterrupted run: %.1f s", uninterrupted.seconds))
+
         let deadline = 3
-        let job = try startOnCluster(trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"),
-                                                    output: out, epochs: 100_000),
-                                     environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": String(deadline)])
-        try waitForSteps(5, in: out, of: job)
-        let cut = try Self.run(["scripts/cluster.sh", "cut", "csslm-h2"], environment: ["CSSLM_CLUSTER_DIR": clusterDirectory.path],
-                               limit: 10)
-        XCTAssertEqual(cut.status, 0, cut.summary)
+        let job = try startOnCluster(arguments(out), environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": String(deadline)])
+        try wait(for: "a checkpoint", of: job) { !checkpointSteps(in: out).isEmpty }
+        try cable("cut", "csslm-h2")
         let cutAt = Date()
         let run = job.wait()
         let seconds = Date().timeIntervalSince(cutAt)
@@ -234,5 +262,21 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(run.status, MPIRuntime.stallExitCode, run.summary)
         XCTAssertLessThan(seconds, Double(deadline) + 15, run.summary)
         XCTAssertTrue(run.output.contains("csslm watchdog: rank 0 of 2 on csslm-h1 has waited"), run.summary)
+
+        // A save that the cut interrupted left no step-N folder, so the newest one is what resume must take.
+        let newest = try XCTUnwrap(checkpointSteps(in: out).max())
+        XCTAssertLessThan(newest, steps, "the cut came after the run had finished training")
+        try cable("mend", "csslm-h2")
+        let resumed = try startOnCluster(["train", "--output", out.path, "--resume", "latest"]).wait()
+        print(String(format: "resumed from step %d: %.1f s", newest, resumed.seconds))
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+        XCTAssertTrue(resumed.output.contains("2 rank(s) on 2 node(s)"), resumed.summary)
+        XCTAssertTrue(resumed.output.contains("resuming from \(out.path)/checkpoints/step-\(newest) (step \(newest),"), resumed.summary)
+        ResumeTests.assertBitIdentical(try ResumeTests.finalTensors(of: straight, steps: steps),
+                                       try ResumeTests.finalTensors(of: out, steps: steps), "cut at step \(newest), resumed, 2 hosts")
+        // Steps the cut session logged after its last checkpoint were redone; each counts once.
+        let logged = try String(contentsOf: out.appendingPathComponent(MetricsLog.fileName), encoding: .utf8)
+        print("metrics.jsonl: \(logged.components(separatedBy: "\"kind\":\"step\"").count - 1) step lines for \(steps) steps")
+        XCTAssertEqual(try TrainerTests.stepLosses(out), try TrainerTests.stepLosses(straight))
     }
 }
