@@ -134,19 +134,19 @@ final class ClusterTests: XCTestCase {
         throw CSSLMError("no \(what) within \(limit) s: \(job.wait().summary)")
     }
 
-    /// Waits until the run in `run` has logged `steps` training steps (rank 0 writes metrics.jsonl).
-    func waitForSteps(_ steps: Int, in run: URL, of job: Started) throws {
-        let metrics = run.appendingPathComponent(MetricsLog.fileName)
-        try wait(for: "step \(steps)", of: job) {
-            ((try? String(contentsOf: metrics, encoding: .utf8)) ?? "").components(separatedBy: "\"kind\":\"step\"").count - 1 >= steps
-        }
+    /// How many step lines the run's metrics.jsonl holds (rank 0 writes it), lines of redone steps included.
+    func loggedSteps(in run: URL) -> Int {
+        let text = (try? String(contentsOf: run.appendingPathComponent(MetricsLog.fileName), encoding: .utf8)) ?? ""
+        return text.components(separatedBy: "\"kind\":\"step\"").count - 1
     }
 
-    /// The steps of the run's complete checkpoints: a save renames its folder to `step-N` last.
-    func checkpointSteps(in run: URL) -> [Int] {
-        let folder = run.appendingPathComponent(CheckpointStore.folderName).path
-        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap(CheckpointStore.step(ofFolder:))
+    /// The names in the run's checkpoints folder: `step-N` for a complete checkpoint (a save renames
+    /// its folder last), `.tmp-step-N` while a save is under way.
+    func checkpointFolders(in run: URL) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent(CheckpointStore.folderName).path)) ?? []
     }
+
+    func checkpointSteps(in run: URL) -> [Int] { checkpointFolders(in: run).compactMap(CheckpointStore.step(ofFolder:)) }
 
     /// `scripts/cluster.sh cut|mend HOST`.
     func cable(_ action: String, _ host: String) throws {
@@ -219,7 +219,7 @@ final class ClusterTests: XCTestCase {
         let out = work.appendingPathComponent("run")
         let job = try startOnCluster(trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"),
                                                     output: out, epochs: 100_000))
-        try waitForSteps(5, in: out, of: job)
+        try wait(for: "5 steps", of: job) { loggedSteps(in: out) >= 5 }
         let victim = try rankPID(on: "csslm-h2")
         let killed = Date()
         kill(victim, SIGKILL)
@@ -236,15 +236,17 @@ final class ClusterTests: XCTestCase {
     /// completes): the watchdog names the rank, its host and the collective, and the job ends. With
     /// the cable mended, `--resume latest` across the same hosts continues from the newest complete
     /// checkpoint, and the run ends as an uninterrupted one at the same world size does: weights,
-    /// AdamW moments, best model and every step's loss bit-identical.
+    /// AdamW moments, best model and every step's loss bit-identical (the cut session's lines of
+    /// the steps it did after that checkpoint superseded by the resumed session's).
     func testCutLinkIsCaughtByTheWatchdogAndTheResumedJobEqualsAnUninterruptedOne() throws {
         let (model, data) = try TrainerTests.makeTinyTask(in: work)
-        try clusterUp(2)
-        // 3 stage-1 steps, stage 2, 12 stage-3 steps; a checkpoint after every step.
+        // 4 Mbit/s cables: steps that move data (stage 3's first, after the pool's vectors are
+        // gathered) last long enough to be seen between checkpoints.
+        try clusterUp(2, rate: "4mbit")
+        // 3 stage-1 steps, stage 2, 12 stage-3 steps; a checkpoint after each epoch (steps 3, 6, 9, 12, 15).
         let steps = 15
         func arguments(_ run: URL) -> [String] {
             trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"), output: run, epochs: 4)
-                + ["--checkpoint-every", "1"]
         }
         let straight = work.appendingPathComponent("straight"), out = work.appendingPathComponent("run")
         let uninterrupted = try startOnCluster(arguments(straight)).wait()
@@ -253,8 +255,29 @@ final class ClusterTests: XCTestCase {
 
         let deadline = 3
         let job = try startOnCluster(arguments(out), environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": String(deadline)])
-        try wait(for: "a checkpoint", of: job) { !checkpointSteps(in: out).isEmpty }
+        // Cut where rank 0 has logged a step after its newest checkpoint, so that the resumed
+        // session redoes it. The tiny model's steps are short next to a save, so a look that
+        // suggests that moment is repeated on a frozen run: with rank 1 stopped, rank 0 finishes
+        // at most the collective it is in (and a save that follows it), then waits. If the run
+        // does not stand there, rank 1 goes on.
+        func pastNewestCheckpoint() -> (steps: Int, saving: Bool) {
+            let folders = checkpointFolders(in: out)
+            let newest = folders.compactMap(CheckpointStore.step(ofFolder:)).max() ?? Int.max
+            return (loggedSteps(in: out) - newest, folders.contains { $0.hasPrefix(CheckpointStore.temporaryPrefix) })
+        }
+        try wait(for: "a step", of: job) { loggedSteps(in: out) > 0 }
+        let rank1 = try rankPID(on: "csslm-h2")
+        try wait(for: "a step logged after a checkpoint", of: job) {
+            guard pastNewestCheckpoint().steps > 0 else { return false }
+            kill(rank1, SIGSTOP)
+            usleep(200_000)
+            let frozen = pastNewestCheckpoint()
+            if frozen.steps > 0 && !frozen.saving { return true }
+            kill(rank1, SIGCONT)
+            return false
+        }
         try cable("cut", "csslm-h2")
+        kill(rank1, SIGCONT)
         let cutAt = Date()
         let run = job.wait()
         let seconds = Date().timeIntervalSince(cutAt)
@@ -275,8 +298,8 @@ final class ClusterTests: XCTestCase {
         ResumeTests.assertBitIdentical(try ResumeTests.finalTensors(of: straight, steps: steps),
                                        try ResumeTests.finalTensors(of: out, steps: steps), "cut at step \(newest), resumed, 2 hosts")
         // Steps the cut session logged after its last checkpoint were redone; each counts once.
-        let logged = try String(contentsOf: out.appendingPathComponent(MetricsLog.fileName), encoding: .utf8)
-        print("metrics.jsonl: \(logged.components(separatedBy: "\"kind\":\"step\"").count - 1) step lines for \(steps) steps")
+        print("metrics.jsonl: \(loggedSteps(in: out)) step lines for \(steps) steps")
+        XCTAssertGreaterThan(loggedSteps(in: out), steps, "the log holds the lines of redone steps")
         XCTAssertEqual(try TrainerTests.stepLosses(out), try TrainerTests.stepLosses(straight))
     }
 }
