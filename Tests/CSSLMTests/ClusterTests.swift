@@ -2,8 +2,9 @@
 // namespace with its own address and name, cabled by a rate-limited veth to a bridge, and Open MPI
 // starts its daemon in each through scripts/netns-agent.sh (scripts/launch.sh --cluster), so ranks
 // talk over TCP on those cables only. What a real cluster does is checked here: the same training
-// as one process, and the job ending with the host named when a host's rank dies or its cable is
-// pulled. They need root and iproute2; elsewhere they skip with the reason. Each test brings its
+// as one process, the job ending with the host named when a host's rank dies or its cable is
+// pulled, and the job cut off that way resuming from its last checkpoint as if never interrupted.
+// They need root and iproute2; elsewhere they skip with the reason. Each test brings its
 // own cluster up and always takes it down (tearDown, and cluster.sh's own trap while it builds).
 import Foundation
 import XCTest
@@ -123,16 +124,34 @@ final class ClusterTests: XCTestCase {
         return Int(r.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
-    /// Waits until the run in `run` has logged `steps` training steps (rank 0 writes metrics.jsonl).
-    func waitForSteps(_ steps: Int, in run: URL, of job: Started, limit: Double = 90) throws {
-        let metrics = run.appendingPathComponent("metrics.jsonl")
+    /// Polls `condition` every 20 ms until it holds; throws if the job ends first or `limit` s pass.
+    func wait(for what: String, of job: Started, limit: Double = 90, until condition: () -> Bool) throws {
         while Date().timeIntervalSince(job.start) < limit {
-            let text = (try? String(contentsOf: metrics, encoding: .utf8)) ?? ""
-            if text.components(separatedBy: "\"kind\":\"step\"").count - 1 >= steps { return }
-            if !job.process.isRunning { throw CSSLMError("the job ended before step \(steps): \(job.wait().summary)") }
-            usleep(100_000)
+            if condition() { return }
+            if !job.process.isRunning { throw CSSLMError("the job ended before \(what): \(job.wait().summary)") }
+            usleep(20_000)
         }
-        throw CSSLMError("no \(steps) steps within \(limit) s: \(job.wait().summary)")
+        throw CSSLMError("no \(what) within \(limit) s: \(job.wait().summary)")
+    }
+
+    /// How many step lines the run's metrics.jsonl holds (rank 0 writes it), lines of redone steps included.
+    func loggedSteps(in run: URL) -> Int {
+        let text = (try? String(contentsOf: run.appendingPathComponent(MetricsLog.fileName), encoding: .utf8)) ?? ""
+        return text.components(separatedBy: "\"kind\":\"step\"").count - 1
+    }
+
+    /// The names in the run's checkpoints folder: `step-N` for a complete checkpoint (a save renames
+    /// its folder last), `.tmp-step-N` while a save is under way.
+    func checkpointFolders(in run: URL) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent(CheckpointStore.folderName).path)) ?? []
+    }
+
+    func checkpointSteps(in run: URL) -> [Int] { checkpointFolders(in: run).compactMap(CheckpointStore.step(ofFolder:)) }
+
+    /// `scripts/cluster.sh cut|mend HOST`.
+    func cable(_ action: String, _ host: String) throws {
+        let r = try Self.run(["scripts/cluster.sh", action, host], environment: ["CSSLM_CLUSTER_DIR": clusterDirectory.path], limit: 10)
+        XCTAssertEqual(r.status, 0, "cluster.sh \(action) \(host): \(r.summary)")
     }
 
     /// The pid of the csslm rank running on `host`.
@@ -200,7 +219,7 @@ final class ClusterTests: XCTestCase {
         let out = work.appendingPathComponent("run")
         let job = try startOnCluster(trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"),
                                                     output: out, epochs: 100_000))
-        try waitForSteps(5, in: out, of: job)
+        try wait(for: "5 steps", of: job) { loggedSteps(in: out) >= 5 }
         let victim = try rankPID(on: "csslm-h2")
         let killed = Date()
         kill(victim, SIGKILL)
@@ -214,19 +233,51 @@ final class ClusterTests: XCTestCase {
     }
 
     /// A pulled cable stalls the ranks on both sides inside a collective (TCP neither fails nor
-    /// completes): the watchdog names the rank, its host and the collective, and the job ends.
-    func testCutLinkIsCaughtByTheWatchdogAndTheJobEnds() throws {
+    /// completes): the watchdog names the rank, its host and the collective, and the job ends. With
+    /// the cable mended, `--resume latest` across the same hosts continues from the newest complete
+    /// checkpoint, and the run ends as an uninterrupted one at the same world size does: weights,
+    /// AdamW moments, best model and every step's loss bit-identical (the cut session's lines of
+    /// the steps it did after that checkpoint superseded by the resumed session's).
+    func testCutLinkIsCaughtByTheWatchdogAndTheResumedJobEqualsAnUninterruptedOne() throws {
         let (model, data) = try TrainerTests.makeTinyTask(in: work)
-        try clusterUp(2)
-        let out = work.appendingPathComponent("run")
+        // 4 Mbit/s cables: steps that move data (stage 3's first, after the pool's vectors are
+        // gathered) last long enough to be seen between checkpoints.
+        try clusterUp(2, rate: "4mbit")
+        // 3 stage-1 steps, stage 2, 12 stage-3 steps; a checkpoint after each epoch (steps 3, 6, 9, 12, 15).
+        let steps = 15
+        func arguments(_ run: URL) -> [String] {
+            trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"), output: run, epochs: 4)
+        }
+        let straight = work.appendingPathComponent("straight"), out = work.appendingPathComponent("run")
+        let uninterrupted = try startOnCluster(arguments(straight)).wait()
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.summary)
+        print(String(format: "uninterrupted run: %.1f s", uninterrupted.seconds))
+
         let deadline = 3
-        let job = try startOnCluster(trainArguments(model: model, data: data, corpus: work.appendingPathComponent("corpus.txt"),
-                                                    output: out, epochs: 100_000),
-                                     environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": String(deadline)])
-        try waitForSteps(5, in: out, of: job)
-        let cut = try Self.run(["scripts/cluster.sh", "cut", "csslm-h2"], environment: ["CSSLM_CLUSTER_DIR": clusterDirectory.path],
-                               limit: 10)
-        XCTAssertEqual(cut.status, 0, cut.summary)
+        let job = try startOnCluster(arguments(out), environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": String(deadline)])
+        // Cut where rank 0 has logged a step after its newest checkpoint, so that the resumed
+        // session redoes it. The tiny model's steps are short next to a save, so a look that
+        // suggests that moment is repeated on a frozen run: with rank 1 stopped, rank 0 finishes
+        // at most the collective it is in (and a save that follows it), then waits. If the run
+        // does not stand there, rank 1 goes on.
+        func pastNewestCheckpoint() -> (steps: Int, saving: Bool) {
+            let folders = checkpointFolders(in: out)
+            let newest = folders.compactMap(CheckpointStore.step(ofFolder:)).max() ?? Int.max
+            return (loggedSteps(in: out) - newest, folders.contains { $0.hasPrefix(CheckpointStore.temporaryPrefix) })
+        }
+        try wait(for: "a step", of: job) { loggedSteps(in: out) > 0 }
+        let rank1 = try rankPID(on: "csslm-h2")
+        try wait(for: "a step logged after a checkpoint", of: job) {
+            guard pastNewestCheckpoint().steps > 0 else { return false }
+            kill(rank1, SIGSTOP)
+            usleep(200_000)
+            let frozen = pastNewestCheckpoint()
+            if frozen.steps > 0 && !frozen.saving { return true }
+            kill(rank1, SIGCONT)
+            return false
+        }
+        try cable("cut", "csslm-h2")
+        kill(rank1, SIGCONT)
         let cutAt = Date()
         let run = job.wait()
         let seconds = Date().timeIntervalSince(cutAt)
@@ -234,5 +285,21 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(run.status, MPIRuntime.stallExitCode, run.summary)
         XCTAssertLessThan(seconds, Double(deadline) + 15, run.summary)
         XCTAssertTrue(run.output.contains("csslm watchdog: rank 0 of 2 on csslm-h1 has waited"), run.summary)
+
+        // A save that the cut interrupted left no step-N folder, so the newest one is what resume must take.
+        let newest = try XCTUnwrap(checkpointSteps(in: out).max())
+        XCTAssertLessThan(newest, steps, "the cut came after the run had finished training")
+        try cable("mend", "csslm-h2")
+        let resumed = try startOnCluster(["train", "--output", out.path, "--resume", "latest"]).wait()
+        print(String(format: "resumed from step %d: %.1f s", newest, resumed.seconds))
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+        XCTAssertTrue(resumed.output.contains("2 rank(s) on 2 node(s)"), resumed.summary)
+        XCTAssertTrue(resumed.output.contains("resuming from \(out.path)/checkpoints/step-\(newest) (step \(newest),"), resumed.summary)
+        ResumeTests.assertBitIdentical(try ResumeTests.finalTensors(of: straight, steps: steps),
+                                       try ResumeTests.finalTensors(of: out, steps: steps), "cut at step \(newest), resumed, 2 hosts")
+        // Steps the cut session logged after its last checkpoint were redone; each counts once.
+        print("metrics.jsonl: \(loggedSteps(in: out)) step lines for \(steps) steps")
+        XCTAssertGreaterThan(loggedSteps(in: out), steps, "the log holds the lines of redone steps")
+        XCTAssertEqual(try TrainerTests.stepLosses(out), try TrainerTests.stepLosses(straight))
     }
 }

@@ -111,6 +111,37 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(polylinePointCounts(html).count, 11)
     }
 
+    /// A run killed twice, 3 steps an epoch: session 1 logged steps 0–4 and epoch 0's evaluation,
+    /// and resumed from the checkpoint of step 3; session 2 logged steps 3–5 and epoch 1's
+    /// evaluation, and resumed from step 4 (its save of step 6 never finished); session 3 redid
+    /// steps 4–5 and epoch 1. Each step and epoch appears once, with its last session's values.
+    func testResumedRunKeepsPerStepTheLineAfterTheLastResume() throws {
+        try makeRun(finished: false)
+        func step(_ session: Int, _ step: Int) -> [String: Any] {
+            ["kind": "step", "stage": "train", "step": step, "epoch": step / 3, "loss": Double(10 * session + step), "ce": 0.5]
+        }
+        func dev(_ session: Int, epoch: Int) -> [String: Any] {
+            ["kind": "eval", "stage": "train", "split": "dev", "epoch": epoch, "step": 3 * (epoch + 1),
+             "accuracy": Double(session) / 10, "macro_f1": 0.4]
+        }
+        func resume(from step: Int) -> [String: Any] { ["kind": "resume", "stage": "train", "step": step, "epoch": step / 3] }
+        var log: [[String: Any]] = (0...2).map { step(1, $0) } + [dev(1, epoch: 0)]
+        log += (3...4).map { step(1, $0) } + [resume(from: 3)]
+        log += (3...5).map { step(2, $0) } + [dev(2, epoch: 1), resume(from: 4)]
+        log += (4...5).map { step(3, $0) } + [dev(3, epoch: 1)]
+        try writeLines("metrics.jsonl", log)
+        let report = try RunReport(runDirectory: dir)
+        XCTAssertEqual(report.steps.map(\.step), [0, 1, 2, 3, 4, 5])
+        XCTAssertEqual(report.steps.map { $0.values["loss"] }, [10, 11, 12, 23, 34, 35])
+        XCTAssertEqual(report.evals.map(\.epoch), [0, 1])
+        XCTAssertEqual(report.evals.map(\.accuracy), [0.1, 0.3])
+        // loss and ce over 6 steps, dev accuracy over 2 epochs.
+        XCTAssertEqual(polylinePointCounts(report.html), [6, 6, 2])
+        // Both resume records stay in the log that readers get.
+        let entries = try MetricsLog.read(dir.appendingPathComponent(MetricsLog.fileName))
+        XCTAssertEqual(entries.filter { $0.object["kind"] as? String == "resume" }.map(\.line), [7, 12])
+    }
+
     func testMalformedMetricsLineAndMissingConfigNameTheFile() throws {
         assertThrows({ _ = try RunReport(runDirectory: self.dir) }, containing: ["config.json", "missing"])
         try makeRun()

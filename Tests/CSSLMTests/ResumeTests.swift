@@ -67,7 +67,11 @@ final class ResumeTests: XCTestCase {
 
     /// Every tensor of the final checkpoint's model, heads and AdamW moments, and of the saved best model.
     func finalTensors(_ run: String, steps: Int) throws -> [String: [Float]] {
-        let root = dir.appendingPathComponent(run)
+        try Self.finalTensors(of: dir.appendingPathComponent(run), steps: steps)
+    }
+
+    /// `finalTensors` of the run folder `root` (also for ClusterTests' resumed run).
+    static func finalTensors(of root: URL, steps: Int) throws -> [String: [Float]] {
         let checkpoint = root.appendingPathComponent("checkpoints/step-\(steps)")
         var all: [String: [Float]] = [:]
         for (prefix, url) in [("ckpt/model", checkpoint.appendingPathComponent(CheckpointStore.modelFile)),
@@ -81,8 +85,8 @@ final class ResumeTests: XCTestCase {
         return all
     }
 
-    func assertBitIdentical(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String,
-                            file: StaticString = #filePath, line: UInt = #line) {
+    static func assertBitIdentical(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String,
+                                   file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(a.keys.sorted(), b.keys.sorted(), "\(what): tensor names", file: file, line: line)
         var differing: [String] = []
         for (name, x) in a where x.map(\.bitPattern) != b[name]?.map(\.bitPattern) { differing.append(name) }
@@ -110,7 +114,7 @@ final class ResumeTests: XCTestCase {
         }
     }
 
-    /// The step losses of metrics.jsonl, the resumed sessions' lines after the earlier ones.
+    /// The step losses of metrics.jsonl, in step order.
     func losses(_ run: String) throws -> [Double] { try TrainerTests.stepLosses(dir.appendingPathComponent(run)) }
 
     func result(_ run: String) throws -> [String: Any] {
@@ -121,15 +125,18 @@ final class ResumeTests: XCTestCase {
         try train(trainArgs("straight", method: "finetune"))
         // Stops mid-epoch (step 4 of 9) and right after an epoch's evaluation (step 6).
         try trainInSessions("resumed", method: "finetune", stops: [4, 6], ranks: [nil, nil, nil])
-        assertBitIdentical(try finalTensors("straight", steps: 9), try finalTensors("resumed", steps: 9), "finetune W=1")
+        Self.assertBitIdentical(try finalTensors("straight", steps: 9), try finalTensors("resumed", steps: 9), "finetune W=1")
         XCTAssertEqual(try losses("resumed"), try losses("straight"), "every step's loss, in order, once")
         let (a, b) = (try result("straight"), try result("resumed"))
         XCTAssertEqual(a["bestEpoch"] as? Int, b["bestEpoch"] as? Int)
         XCTAssertEqual(a["steps"] as? Int, 9)
         XCTAssertEqual(b["steps"] as? Int, 9)
         XCTAssertEqual((a["test"] as? [String: Any])?["accuracy"] as? Double, (b["test"] as? [String: Any])?["accuracy"] as? Double)
-        let metrics = try String(contentsOf: dir.appendingPathComponent("resumed/metrics.jsonl"), encoding: .utf8)
+        let metricsURL = dir.appendingPathComponent("resumed/\(MetricsLog.fileName)")
+        let metrics = try String(contentsOf: metricsURL, encoding: .utf8)
         XCTAssertEqual(metrics.components(separatedBy: "\"kind\":\"resume\"").count - 1, 2, "one resume record per resumed session")
+        XCTAssertEqual(try MetricsLog.read(metricsURL).count, metrics.split(separator: "\n").count,
+                       "a stopped session logs no step that its resume redoes: no line is superseded")
         // Retention: the last 2 plus the best-dev one, nothing half-written left.
         let kept = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("resumed/checkpoints").path)
             .filter { $0.hasPrefix("step-") }
@@ -150,8 +157,8 @@ final class ResumeTests: XCTestCase {
             try train(trainArgs("straight-\(method)", method: method, epochs: 2))
             try trainInSessions("resumed-\(method)", method: method, epochs: 2, stops: stops,
                                 ranks: [Int?](repeating: nil, count: stops.count + 1))
-            assertBitIdentical(try finalTensors("straight-\(method)", steps: 12), try finalTensors("resumed-\(method)", steps: 12),
-                               "\(method) W=1")
+            Self.assertBitIdentical(try finalTensors("straight-\(method)", steps: 12), try finalTensors("resumed-\(method)", steps: 12),
+                                    "\(method) W=1")
             XCTAssertEqual(try losses("resumed-\(method)"), try losses("straight-\(method)"), method)
             XCTAssertEqual(try retrieved("resumed-\(method)"), try retrieved("straight-\(method)"),
                            "\(method): the last epoch's retrievals, across the resume")
@@ -162,7 +169,7 @@ final class ResumeTests: XCTestCase {
         try train(trainArgs("straight2", method: "finetune"), ranks: 2)
         try trainInSessions("resumed2", method: "finetune", stops: [4], ranks: [2, 2])
         let reference = try finalTensors("straight2", steps: 9)
-        assertBitIdentical(reference, try finalTensors("resumed2", steps: 9), "finetune W=2")
+        Self.assertBitIdentical(reference, try finalTensors("resumed2", steps: 9), "finetune W=2")
         // Saved at W=2, resumed at W=1 and at W=3 (global batch 5: 3+2 rows, then 5, then 2+2+1).
         for w in [nil, 3] as [Int?] {
             let run = "resumed2to\(w ?? 1)"
@@ -174,7 +181,7 @@ final class ResumeTests: XCTestCase {
     func testCSSLMResumedAtTwoRanksIsBitIdentical() throws {
         try train(trainArgs("straight", method: "csslm", epochs: 2), ranks: 2)
         try trainInSessions("resumed", method: "csslm", epochs: 2, stops: [8], ranks: [2, 2])
-        assertBitIdentical(try finalTensors("straight", steps: 12), try finalTensors("resumed", steps: 12), "csslm W=2")
+        Self.assertBitIdentical(try finalTensors("straight", steps: 12), try finalTensors("resumed", steps: 12), "csslm W=2")
         XCTAssertEqual(try retrieved("resumed"), try retrieved("straight"))
     }
 

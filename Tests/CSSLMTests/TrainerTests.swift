@@ -69,11 +69,11 @@ final class TrainerTests: XCTestCase {
         return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
     }
 
-    /// Step losses from a run's metrics.jsonl.
+    /// Step losses from a run's metrics.jsonl, in step order: the lines of steps that a resumed
+    /// session redid are those after its resume record.
     static func stepLosses(_ run: URL) throws -> [Double] {
-        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").compactMap { line in
-            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return o?["kind"] as? String == "step" ? o?["loss"] as? Double : nil
+        try MetricsLog.read(run.appendingPathComponent(MetricsLog.fileName)).compactMap { entry in
+            entry.object["kind"] as? String == "step" ? entry.object["loss"] as? Double : nil
         }
     }
 

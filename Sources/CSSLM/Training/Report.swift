@@ -72,8 +72,10 @@ public struct RunReport {
         configText = String(decoding: try encoder.encode(config), as: UTF8.self)
         title = "\(config.method.rawValue) on \(URL(fileURLWithPath: config.data).lastPathComponent)"
 
-        let metricsURL = runDirectory.appendingPathComponent("metrics.jsonl")
-        try Self.forEachObject(in: metricsURL) { line, object in
+        // Lines of steps that a resumed session redid are left out: one point per step, its final value.
+        let metricsURL = runDirectory.appendingPathComponent(MetricsLog.fileName)
+        for entry in try MetricsLog.read(metricsURL) {
+            let (line, object) = (entry.line, entry.object)
             let kind = object["kind"] as? String, stage = object["stage"] as? String ?? ""
             if kind == "step" {
                 guard let step = object["step"] as? Int, object["loss"] is NSNumber else {

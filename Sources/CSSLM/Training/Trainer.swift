@@ -153,8 +153,9 @@ public final class Trainer {
 
     func record(_ object: [String: Any]) {
         guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        metricsFile.write(data)
-        metricsFile.write(Data([0x0A]))
+        // One write per line: a kill then cannot leave a line without its newline, onto which a
+        // resumed session's first record would be appended.
+        metricsFile.write(data + Data([0x0A]))
     }
 
     var outputURL: URL { URL(fileURLWithPath: config.output) }
