@@ -35,10 +35,16 @@ struct ExperimentCommand: ParsableCommand {
         }
     }
 
+    /// The methods of --methods, in their order.
+    func parsedMethods() throws -> [ExperimentMethod] {
+        let list = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty else { throw ValidationError("--methods is empty") }
+        return list
+    }
+
     /// Every run of the grid, fully resolved and validated before the first one starts.
     func plan() throws -> [TrainConfig] {
-        let methodList = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)) }
-        guard !methodList.isEmpty else { throw ValidationError("--methods is empty") }
+        let methodList = try parsedMethods()
         let bases = try datasetConfigs.map { path in
             var base = try TrainConfig.load(from: URL(fileURLWithPath: path))
             try options.apply(to: &base)
@@ -107,7 +113,7 @@ struct ExperimentCommand: ParsableCommand {
     }
 
     func writeTable(_ runs: [RunResult], worldSize: Int, wallSeconds: Double) throws {
-        let names = try methods.split(separator: ",").map { try ExperimentMethod(parsing: String($0).trimmingCharacters(in: .whitespaces)).description }
+        let names = try parsedMethods().map(\.description)
         let table = ExperimentTable.markdown(ExperimentTable.cells(runs, methods: names))
         let runSeconds = runs.map(\.seconds).reduce(0, +)
         let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset"

@@ -100,12 +100,7 @@ struct TrainOptions: ParsableArguments {
         if let model { c.model = model }
         if let data { c.data = data }
         if let output { c.output = output }
-        if let method {
-            guard let m = TrainingMethod(rawValue: method) else {
-                throw ValidationError("--method '\(method)' is not one of \(TrainingMethod.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            c.method = m
-        }
+        if let method { c.method = try choice(method, flag: "--method") }
         if let perClass { c.perClass = perClass }
         if let sampleSeed { c.sampleSeed = sampleSeed }
         if let seed { c.seed = seed }
@@ -126,19 +121,9 @@ struct TrainOptions: ParsableArguments {
         if let corpusMaxLength { c.corpusMaxLength = corpusMaxLength }
         if let topK { c.topK = topK }
         if let negatives { c.negatives = negatives }
-        if let retriever {
-            guard let r = RetrieverKind(rawValue: retriever) else {
-                throw ValidationError("--retriever '\(retriever)' is not one of \(RetrieverKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            c.retriever = r
-        }
+        if let retriever { c.retriever = try choice(retriever, flag: "--retriever") }
         if let refreshEvery { c.refreshEvery = refreshEvery }
-        if let contrastive {
-            guard let k = ContrastiveKind(rawValue: contrastive) else {
-                throw ValidationError("--contrastive '\(contrastive)' is not one of \(ContrastiveKind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            c.contrastive = k
-        }
+        if let contrastive { c.contrastive = try choice(contrastive, flag: "--contrastive") }
         if let temperature { c.temperature = temperature }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }
         if let keepCheckpoints { c.keepCheckpoints = keepCheckpoints }
@@ -147,6 +132,14 @@ struct TrainOptions: ParsableArguments {
 
 /// `--log-level trace|debug|info|notice|warning|error|critical`.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The case of `T` named `value`, or an error listing every name `flag` accepts.
+func choice<T: CaseIterable & RawRepresentable>(_ value: String, flag: String) throws -> T where T.RawValue == String {
+    guard let v = T(rawValue: value) else {
+        throw ValidationError("\(flag) '\(value)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return v
+}
 
 /// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a
 /// plain `csslm` starts instantly and needs no MPI runtime at all).

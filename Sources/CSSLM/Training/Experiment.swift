@@ -67,9 +67,7 @@ public struct ExperimentCell: Sendable {
 public enum ExperimentTable {
     /// Groups results by dataset (in first-seen order) and method (in `methods` order).
     public static func cells(_ results: [RunResult], methods: [String]) -> [ExperimentCell] {
-        var datasets: [String] = []
-        for r in results where !datasets.contains(r.dataset) { datasets.append(r.dataset) }
-        return datasets.flatMap { d in
+        results.map(\.dataset).uniqued().flatMap { d in
             methods.compactMap { m in
                 let mine = results.filter { $0.dataset == d && $0.method == m }.sorted { $0.sampleSeed < $1.sampleSeed }
                 return mine.isEmpty ? nil : ExperimentCell(dataset: d, method: m, results: mine)
