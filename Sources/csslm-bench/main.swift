@@ -183,8 +183,7 @@ func runCommand() throws {
                 let values = model.parameters.values.base
                 model.encoder.forward(batch, params: values, acts: model.encoderActivations, dropout: .off(batch: b),
                                       keepForBackward: false)
-                model.head.forward(batch, lastHidden: model.encoderActivations.lastHidden, params: values,
-                                   acts: model.headActivations, dropout: .off(batch: b))
+                model.headForward(batch, dropout: .off(batch: b))
             }
         }
         // The warm-up run allocates the arena (and AdamW's moments): the peak RSS is reached.

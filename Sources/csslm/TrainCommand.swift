@@ -59,11 +59,17 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "HF model folder.") var model: String?
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String?
     @Option(help: "Run folder to write.") var output: String?
-    @Option(help: "finetune | scl | selftrain | csslm") var method: String?
+    @Option(help: "probe | finetune | scl | selftrain | csslm") var method: String?
     @Option(help: "Labelled examples per class.") var perClass: Int?
     @Option(help: "Few-shot sample seed.") var sampleSeed: UInt64?
     @Option(help: "Training seed (order, dropout, head init).") var seed: UInt64?
-    @Option var epochs: Int?
+    @Option(help: "Passes over the labelled set (of the last stage).") var epochs: Int?
+    @Option(help: "Optimizer steps of the last stage (0 = use --epochs).") var steps: Int?
+    @Option(help: "Optimizer steps of stage 1 of csslm/selftrain (0 = use --init-epochs).") var initSteps: Int?
+    @Option(help: "Evaluate on dev every N steps and at the stage's end (0 = after every epoch).") var evalEvery: Int?
+    @Option(help: "Sentence features: cls-sep ([CLS] class vector, [SEP] domain vector) | mean (mean-pooled class vector)") var features: String?
+    @Option(help: "Classifier head: mlp (the paper's, on [t; e]) | linear (on t/|t|)") var classifier: String?
+    @Option(help: "Classifier head start: random | probe (LP-FT: the probe's logistic regression; linear head)") var headInit: String?
     @Option(help: "Global batch size.") var batchSize: Int?
     @Option var learningRate: Float?
     @Option var weightDecay: Float?
@@ -105,6 +111,12 @@ struct TrainOptions: ParsableArguments {
         if let sampleSeed { c.sampleSeed = sampleSeed }
         if let seed { c.seed = seed }
         if let epochs { c.epochs = epochs }
+        if let steps { c.steps = steps }
+        if let initSteps { c.initSteps = initSteps }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if let features { c.features = try choice(features, flag: "--features") }
+        if let classifier { c.classifier = try choice(classifier, flag: "--classifier") }
+        if let headInit { c.headInit = try choice(headInit, flag: "--head-init") }
         if let batchSize { c.batchSize = batchSize }
         if let learningRate { c.learningRate = learningRate }
         if let weightDecay { c.weightDecay = weightDecay }

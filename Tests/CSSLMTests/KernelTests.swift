@@ -118,8 +118,7 @@ final class KernelTests: XCTestCase {
         let kept = try model.logits(batch)
         model.encoder.forward(batch, params: model.parameters.values.base, acts: model.encoderActivations,
                               dropout: .off(batch: 4), keepForBackward: false)
-        model.head.forward(batch, lastHidden: model.encoderActivations.lastHidden, params: model.parameters.values.base,
-                           acts: model.headActivations, dropout: .off(batch: 4))
+        model.headForward(batch, dropout: .off(batch: 4))
         assertClose("logits without kept activations",
                     Array(UnsafeBufferPointer(start: model.headActivations.logits.base, count: 12)), kept, tolerance: 1e-6)
     }

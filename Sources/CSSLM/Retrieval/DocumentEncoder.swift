@@ -103,9 +103,7 @@ public struct DocumentEncoder {
             let batch = try TokenBatch(sequences: members.map { encodings[$0].ids },
                                        typeIds: members.map { encodings[$0].tokenTypeIds },
                                        padId: paddingId, sepId: separatorId)
-            try batch.validate(for: model.config)
-            model.encoder.forward(batch, params: model.parameters.values.base, acts: model.encoderActivations,
-                                  dropout: .off(batch: batch.batch), keepForBackward: false)
+            try model.encodeWithoutHead(batch)
             if t.count < batch.batch * h {
                 t = [Float](repeating: 0, count: batch.batch * h)
                 e = t

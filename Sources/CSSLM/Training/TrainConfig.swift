@@ -8,6 +8,9 @@ import Foundation
 /// L_pair); `selftrain`: stages 1–2, then CE on the queries and on the retrieved sentences with
 /// their pseudo-labels.
 public enum TrainingMethod: String, Codable, CaseIterable, Sendable {
+    /// The encoder frozen: a logistic regression (scikit-learn's defaults, C = 1) on the unit class
+    /// vectors of the labelled examples; no training steps.
+    case probe
     case finetune
     case scl
     case selftrain
@@ -15,6 +18,16 @@ public enum TrainingMethod: String, Codable, CaseIterable, Sendable {
 
     /// Whether the method retrieves from the corpus (stages 1–3).
     public var retrieves: Bool { self == .csslm || self == .selftrain }
+}
+
+/// How the classifier head starts.
+public enum HeadInit: String, Codable, CaseIterable, Sendable {
+    /// HF's initialisation, N(0, 0.02²), from `seed`.
+    case random
+    /// LP-FT (Kumar et al. 2022): the linear head starts from the probe's logistic regression,
+    /// fitted on the unit class vectors of the labelled examples under the encoder as the stage
+    /// begins (needs `classifier: linear`).
+    case probe
 }
 
 /// How stage 3 ranks corpus documents for a query.
@@ -49,6 +62,19 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Seed of the batch order, dropout and head initialisation.
     public var seed: UInt64 = 42
     public var epochs = 10
+    /// Optimizer steps of the (last) training stage; 0 = `epochs` passes over the labelled set.
+    public var steps = 0
+    /// Optimizer steps of stage 1 (init) of csslm and selftrain; 0 = `initEpochs` passes.
+    public var initSteps = 0
+    /// Evaluate on dev (and keep the best weights) every N steps of a stage and at its end;
+    /// 0 = after every epoch.
+    public var evalEvery = 0
+    /// Which last-layer vectors represent a sentence (classifier, pair heads, SupCon, retrieval).
+    public var features: SentenceFeatures = .clsSep
+    /// The classifier head: `mlp` (the paper's) or `linear` (on the unit class vector).
+    public var classifier: ClassifierKind = .mlp
+    /// How the classifier head starts: `random`, or `probe` (LP-FT; linear head only).
+    public var headInit: HeadInit = .random
     /// Global batch size (split across ranks).
     public var batchSize = 4
     public var learningRate: Float = 2e-5
@@ -100,6 +126,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.model, &d.model); try read(.data, &d.data); try read(.output, &d.output)
         try read(.method, &d.method); try read(.perClass, &d.perClass); try read(.sampleSeed, &d.sampleSeed)
         try read(.seed, &d.seed); try read(.epochs, &d.epochs); try read(.batchSize, &d.batchSize)
+        try read(.steps, &d.steps); try read(.initSteps, &d.initSteps); try read(.evalEvery, &d.evalEvery)
+        try read(.features, &d.features); try read(.classifier, &d.classifier); try read(.headInit, &d.headInit)
         try read(.learningRate, &d.learningRate); try read(.weightDecay, &d.weightDecay)
         try read(.warmupFraction, &d.warmupFraction); try read(.maxGradNorm, &d.maxGradNorm)
         try read(.maxLength, &d.maxLength); try read(.evalBatchSize, &d.evalBatchSize)
@@ -144,6 +172,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
         if perClass < 1 { throw bad("perClass", "must be at least 1") }
         if epochs < 1 { throw bad("epochs", "must be at least 1") }
+        if steps < 0 { throw bad("steps", "must be non-negative (0 = use epochs)") }
+        if initSteps < 0 { throw bad("initSteps", "must be non-negative (0 = use initEpochs)") }
+        if evalEvery < 0 { throw bad("evalEvery", "must be non-negative (0 = after every epoch)") }
+        if headInit == .probe && classifier != .linear {
+            throw bad("headInit", "'probe' needs the linear classifier head", hint: "add --classifier linear")
+        }
         if batchSize < 1 { throw bad("batchSize", "must be at least 1") }
         if !(learningRate > 0) { throw bad("learningRate", "must be positive") }
         if weightDecay < 0 { throw bad("weightDecay", "must be non-negative") }
@@ -188,7 +222,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, output, method, perClass, sampleSeed, seed, epochs, batchSize, learningRate
+        case model, data, output, method, perClass, sampleSeed, seed, epochs, steps, initSteps, evalEvery
+        case features, classifier, headInit, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
         case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
         case contrastive, temperature

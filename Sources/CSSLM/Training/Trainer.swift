@@ -13,6 +13,8 @@ public struct RunResult: Codable, Equatable, Sendable {
     public var dataset: String
     public var sampleSeed: UInt64
     public var bestEpoch: Int
+    /// The global step after the best dev evaluation (absent in results of older versions).
+    public var bestStep: Int?
     public var dev: ClassificationMetrics
     public var test: ClassificationMetrics
     public var steps: Int
@@ -104,11 +106,16 @@ public final class Trainer {
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
         var heads: [(name: String, shape: [Int])] = []
-        if config.method != .finetune && config.contrastive == .pair { heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4) }
+        if ![.finetune, .probe].contains(config.method) && config.contrastive == .pair {
+            heads += pairHeadTensors(hidden: h, name: "pair", inputs: 4)
+        }
         if config.method.retrieves { heads += retrievalHeadTensors(hidden: h) }
-        model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed)
-        // Every loss, head and retrieval score reads [CLS] and [SEP] only: the last layer skips the other rows.
-        model.encoderActivations.lastLayerRows = .sentenceFeatures
+        // The probe is a logistic regression on the unit class vector: the linear head.
+        model = try BertClassifier(modelDirectory: modelDir, numLabels: splits.labels.count, extraHeads: heads, seed: config.seed,
+                                   features: config.features, classifier: config.method == .probe ? .linear : config.classifier)
+        // With [CLS]/[SEP] features every loss, head and retrieval score reads those two rows only:
+        // the last layer skips the others. Mean pooling reads them all.
+        model.encoderActivations.lastLayerRows = config.features == .clsSep ? .sentenceFeatures : .all
         sample = try FewShotSampler.sample(splits.train, perClass: config.perClass, seed: config.sampleSeed)
         let fewShot = sample.dataset(from: splits.train)
         func encode(_ set: LabeledDataset, limit: Int) -> EncodedSplit {
@@ -192,20 +199,25 @@ public final class Trainer {
         let contrastive = config.contrastive.rawValue
         do {
             switch config.method {
+            case .probe:
+                best = try probeOnly()
             case .finetune, .scl:
-                best = try runStage("train", index: 0, epochs: config.epochs, partNames: ["ce", contrastive]) { try self.labelledStep($0) }
+                best = try runStage("train", index: 0, epochs: config.epochs, steps: config.steps,
+                                    partNames: ["ce", contrastive]) { try self.labelledStep($0) }
             case .csslm, .selftrain:
                 let retriever: StageRetrieval
                 if let resumed = resumePoint?.retrieval {
                     retriever = resumed
                 } else {
-                    _ = try runStage("init", index: 0, epochs: config.initEpochs, partNames: ["ce", contrastive, "task", "dom"]) {
+                    _ = try runStage("init", index: 0, epochs: config.initEpochs, steps: config.initSteps,
+                                     partNames: ["ce", contrastive, "task", "dom"]) {
                         try self.initStep($0)
                     }
                     retriever = try encodeCorpus()
                 }
                 let names = config.method == .csslm ? ["ce", contrastive + "_q", contrastive + "_m"] : ["ce"]
-                best = try runStage("main", index: 1, epochs: config.epochs, partNames: names, retrieval: retriever) {
+                best = try runStage("main", index: 1, epochs: config.epochs, steps: config.steps, partNames: names,
+                                    retrieval: retriever) {
                     try self.mainStep($0, retriever: retriever)
                 }
                 try retriever.finish()
@@ -217,7 +229,7 @@ public final class Trainer {
         }
         let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
                                dataset: URL(fileURLWithPath: config.data).lastPathComponent,
-                               sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, dev: best.dev, test: best.test,
+                               sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, bestStep: best.step, dev: best.dev, test: best.test,
                                steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started))
         if communicator.rank == 0 {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -234,15 +246,18 @@ public final class Trainer {
         return result
     }
 
-    /// Runs `epochs` epochs of `step` with a fresh AdamW and schedule, evaluating on dev after each
-    /// epoch; leaves the model at its best dev epoch and returns that epoch's metrics.
+    /// Runs `steps` optimizer steps of `step` (0: `epochs` passes over the labelled set) with a
+    /// fresh AdamW and schedule, evaluating on dev every `evalEvery` steps (0: after every epoch)
+    /// and at the end; leaves the model at its best dev evaluation and returns that one's metrics.
     /// `index` orders the stages that take steps (0: "train" or "init", 1: "main"); `retrieval` is
-    /// stage 3's, saved in its checkpoints. Saves a checkpoint after every epoch's evaluation and
-    /// every `checkpointEvery` steps, and continues from `resumePoint` when it belongs to this stage.
-    func runStage(_ name: String, index: Int, epochs: Int, partNames: [String], retrieval: StageRetrieval? = nil,
+    /// stage 3's, saved in its checkpoints. Saves a checkpoint after every evaluation and every
+    /// `checkpointEvery` steps, and continues from `resumePoint` when it belongs to this stage.
+    func runStage(_ name: String, index: Int, epochs: Int, steps: Int = 0, partNames: [String], retrieval: StageRetrieval? = nil,
                   step body: (StepInput) throws -> StepLosses) throws -> StageBest {
         let stepsPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
-        let totalSteps = stepsPerEpoch * epochs
+        let totalSteps = steps > 0 ? steps : stepsPerEpoch * epochs
+        let evalEvery = config.evalEvery > 0 ? config.evalEvery : stepsPerEpoch
+        let lastEpoch = (totalSteps - 1) / stepsPerEpoch
         let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
         var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
         if config.method == .finetune { adamConfig.weightDecay = 0 }
@@ -253,59 +268,60 @@ public final class Trainer {
         var sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed)
         var best: StageBest?
         let bestWeights = FloatBuffer(count: model.parameters.count)
-        var stageStep = 0, firstEpoch = 0, firstStep = 0
+        var stageStep = 0
         if let r = resumePoint, r.progress.stageIndex == index {
             resumePoint = nil
             r.restore(optimizer: optimizer, bestWeights: bestWeights)
             sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed, position: r.state.sampler)
             best = r.progress.best
-            (stageStep, firstEpoch, firstStep) = (r.progress.stageStep, r.state.epoch, r.progress.stepInEpoch)
+            stageStep = r.progress.stageStep
+        } else if index == 0 && config.headInit == .probe {
+            try initialiseHeadFromProbe()
         }
         let progress = ProgressLine(total: totalSteps, done: stageStep, enabled: communicator.rank == 0)
-        func position(epoch: Int, stepInEpoch: Int) -> StagePosition {
-            StagePosition(name: name, index: index, epoch: epoch, stepInEpoch: stepInEpoch, stageStep: stageStep,
-                          sampler: sampler.position, schedule: schedule, best: best)
+        func position() -> StagePosition {
+            StagePosition(name: name, index: index, epoch: stageStep / stepsPerEpoch, stepInEpoch: stageStep % stepsPerEpoch,
+                          stageStep: stageStep, sampler: sampler.position, schedule: schedule, best: best)
         }
-        for epoch in firstEpoch..<max(firstEpoch, epochs) {
-            for stepInEpoch in (epoch == firstEpoch ? firstStep : 0)..<stepsPerEpoch {
-                let t0 = Date()
-                communicator.setStep(globalStep)
-                let global = sampler.nextBatch()
-                let input = StepInput(step: globalStep, epoch: epoch, isLastEpoch: epoch == epochs - 1, global: global,
-                                      local: global.slice(rank: communicator.rank, worldSize: communicator.size),
-                                      rowsPerRank: global.rowsPerRank(worldSize: communicator.size))
-                model.parameters.grads.zero()
-                let losses = try body(input)
-                let totals = try reducer.allreduce(model.parameters.grads.buffer,
-                                                   local: LocalStepTotals(lossSum: losses.total, exampleCount: input.local.count,
-                                                                          nonFinite: !losses.total.isFinite, extraSums: losses.parts))
-                let lr = config.learningRate * schedule.multiplier(stageStep)
-                if totals.nonFinite {
-                    if communicator.rank == 0 {
-                        diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
-                    }
-                } else {
-                    let norm = Float(totals.gradientNorm)
-                    let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
-                    if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
-                    optimizer.update(model.parameters, lr: lr)
+        while stageStep < totalSteps {
+            let epoch = stageStep / stepsPerEpoch
+            let t0 = Date()
+            communicator.setStep(globalStep)
+            let global = sampler.nextBatch()
+            let input = StepInput(step: globalStep, epoch: epoch, isLastEpoch: epoch == lastEpoch, global: global,
+                                  local: global.slice(rank: communicator.rank, worldSize: communicator.size),
+                                  rowsPerRank: global.rowsPerRank(worldSize: communicator.size))
+            model.parameters.grads.zero()
+            let losses = try body(input)
+            let totals = try reducer.allreduce(model.parameters.grads.buffer,
+                                               local: LocalStepTotals(lossSum: losses.total, exampleCount: input.local.count,
+                                                                      nonFinite: !losses.total.isFinite, extraSums: losses.parts))
+            let lr = config.learningRate * schedule.multiplier(stageStep)
+            if totals.nonFinite {
+                if communicator.rank == 0 {
+                    diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
                 }
-                let seconds = Date().timeIntervalSince(t0)
-                let parts = zip(partNames, totals.extraSums).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " ")
-                progress.update(step: stageStep + 1, text: String(format: "[%@] epoch %d/%d step %d/%d loss %.4f (%@) lr %.2e %.1f samples/s",
-                                                                   name, epoch + 1, epochs, stageStep + 1, totalSteps, totals.lossSum, parts,
-                                                                   lr, Double(global.count) / seconds))
-                var entry: [String: Any] = ["kind": "step", "stage": name, "step": globalStep, "epoch": epoch, "loss": totals.lossSum,
-                                            "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
-                for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
-                if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
-                record(entry)
-                globalStep += 1
-                stageStep += 1
-                if stepInEpoch + 1 < stepsPerEpoch {
-                    try checkpointIfDue(position(epoch: epoch, stepInEpoch: stepInEpoch + 1), epochEnd: false,
-                                        optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
-                }
+            } else {
+                let norm = Float(totals.gradientNorm)
+                let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
+                if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
+                optimizer.update(model.parameters, lr: lr)
+            }
+            let seconds = Date().timeIntervalSince(t0)
+            let parts = zip(partNames, totals.extraSums).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " ")
+            progress.update(step: stageStep + 1, text: String(format: "[%@] epoch %d/%d step %d/%d loss %.4f (%@) lr %.2e %.1f samples/s",
+                                                               name, epoch + 1, lastEpoch + 1, stageStep + 1, totalSteps, totals.lossSum, parts,
+                                                               lr, Double(global.count) / seconds))
+            var entry: [String: Any] = ["kind": "step", "stage": name, "step": globalStep, "epoch": epoch, "loss": totals.lossSum,
+                                        "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
+            for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
+            if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
+            record(entry)
+            globalStep += 1
+            stageStep += 1
+            guard stageStep % evalEvery == 0 || stageStep == totalSteps else {
+                try checkpointIfDue(position(), epochEnd: false, optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
+                continue
             }
             let devMetrics = try evaluate(dev)
             record(["kind": "eval", "stage": name, "split": "dev", "epoch": epoch, "step": globalStep,
@@ -320,12 +336,12 @@ public final class Trainer {
                 improved = true
             }
             progress.finishLine()
-            log(String(format: "[%@] epoch %d dev acc %.4f macro-F1 %.4f%@", name, epoch + 1, devMetrics.accuracy, devMetrics.macroF1,
+            log(String(format: "[%@] step %d/%d (epoch %d) dev acc %.4f macro-F1 %.4f%@", name, stageStep, totalSteps, epoch + 1,
+                       devMetrics.accuracy, devMetrics.macroF1,
                        improved ? String(format: " (best; test acc %.4f macro-F1 %.4f)", best!.test.accuracy, best!.test.macroF1) : ""))
-            try checkpointIfDue(position(epoch: epoch + 1, stepInEpoch: 0), epochEnd: true,
-                                optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
+            try checkpointIfDue(position(), epochEnd: true, optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
         }
-        // Continue from (and report) the best dev epoch.
+        // Continue from (and report) the best dev evaluation.
         model.parameters.values.copy(from: bestWeights)
         return best!
     }
