@@ -19,7 +19,7 @@ struct ExperimentCommand: ParsableCommand {
             """)
 
     @Argument(help: "Run configs, one per dataset.") var datasetConfigs: [String]
-    @Option(help: "Comma-separated: finetune, scl, selftrain, csslm, csslm-query.")
+    @Option(help: "Comma-separated: probe, finetune, scl, selftrain, csslm, csslm-query.")
     var methods = ExperimentMethod.all.joined(separator: ",")
     @Option(help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
     @Option(name: .customLong("experiment-output"), help: "Folder of the experiment's runs.") var experimentOutput = "runs/experiment"
@@ -112,9 +112,30 @@ struct ExperimentCommand: ParsableCommand {
         return try? JSONDecoder().decode(RunResult.self, from: resultData)
     }
 
+    /// Results of outside reference tools (scripts/reference_setfit.py) found in the experiment
+    /// folder for the grid's datasets and samples.
+    func outsideResults(_ runs: [RunResult]) -> [RunResult] {
+        var found: [RunResult] = []
+        for dataset in runs.map(\.dataset).uniqued() {
+            for name in ExperimentMethod.outsideReferences {
+                for sample in 0..<samples {
+                    let url = URL(fileURLWithPath: "\(experimentOutput)/\(dataset)/\(name)/sample-\(sample)/result.json")
+                    guard let data = try? Data(contentsOf: url) else { continue }
+                    guard let result = try? JSONDecoder().decode(RunResult.self, from: data), result.dataset == dataset else {
+                        print("[experiment] \(url.path): not a result of \(dataset) sample \(sample); left out of the table")
+                        continue
+                    }
+                    found.append(result)
+                }
+            }
+        }
+        return found
+    }
+
     func writeTable(_ runs: [RunResult], worldSize: Int, wallSeconds: Double) throws {
         let names = try parsedMethods().map(\.description)
-        let table = ExperimentTable.markdown(ExperimentTable.cells(runs, methods: names))
+        let outside = outsideResults(runs)
+        let table = ExperimentTable.markdown(ExperimentTable.cells(runs + outside, methods: names + ExperimentMethod.outsideReferences))
         let runSeconds = runs.map(\.seconds).reduce(0, +)
         let threads = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset"
         let section = """
@@ -124,7 +145,11 @@ struct ExperimentCommand: ParsableCommand {
             (\(worldSize) rank(s), OPENBLAS_NUM_THREADS=\(threads)). Machine: \(Self.machineDescription()).
             Wall time of this invocation: \(Self.duration(wallSeconds)); sum of the \(runs.count) runs' own times: \
             \(Self.duration(runSeconds)). Test accuracy and macro-F1 at the best dev epoch, mean ± population std
-            over few-shot samples 0..<\(samples) (percent); Δ is against `finetune` on the same samples.
+            over few-shot samples 0..<\(samples) (percent); Δ is against `finetune` on the same samples; t is the
+            paired t statistic over the samples (4 degrees of freedom at 5 samples: |t| > 2.78 is significant at 5 %).
+            Pseudo-label precision: the share of retrieved sentences from the task's own unlabelled training texts
+            whose true label is the query's label (stage 3). Outside references come from scripts/ on the same
+            few-shot samples (`fewshot_sample.jsonl`), not from csslm.
             Runs: `\(experimentOutput)/<dataset>/<method>/sample-<i>/` (result.json, metrics.jsonl, report).
 
             \(table)

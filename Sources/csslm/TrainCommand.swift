@@ -88,6 +88,9 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Corpus negatives per step for L_dom.") var negatives: Int?
     @Option(help: "faithful | query") var retriever: String?
     @Option(help: "Re-encode the pool every R steps (query retriever).") var refreshEvery: Int?
+    @Option(help: "Vectors retrieval uses: trained (stage 2's encoder) | pretrained (the loaded encoder, cached; query retriever)") var retrievalEncoder: String?
+    @Option(help: "Folder of cached pretrained pool vectors (\"\" = no cache).") var poolCache: String?
+    @Option(help: "Weight of the class-prototype margin in the query retriever.") var prototypeWeight: Float?
     @Option(help: "Contrastive loss of scl and csslm: pair | supcon") var contrastive: String?
     @Option(help: "SupCon temperature (> 0).") var temperature: Float?
     @Option(help: "Also checkpoint every N steps (0 = after each epoch only, -1 = never).") var checkpointEvery: Int?
@@ -135,6 +138,9 @@ struct TrainOptions: ParsableArguments {
         if let negatives { c.negatives = negatives }
         if let retriever { c.retriever = try choice(retriever, flag: "--retriever") }
         if let refreshEvery { c.refreshEvery = refreshEvery }
+        if let retrievalEncoder { c.retrievalEncoder = try choice(retrievalEncoder, flag: "--retrieval-encoder") }
+        if let poolCache { c.poolCache = poolCache }
+        if let prototypeWeight { c.prototypeWeight = prototypeWeight }
         if let contrastive { c.contrastive = try choice(contrastive, flag: "--contrastive") }
         if let temperature { c.temperature = temperature }
         if let checkpointEvery { c.checkpointEvery = checkpointEvery }

@@ -21,9 +21,12 @@ public struct CorpusReadStats: Equatable, Sendable {
     public var blank = 0
     /// Lines with fewer tokens than the minimum.
     public var belowMinimumTokens = 0
+    /// Lines left out because the run must not retrieve them (its labelled, dev and test texts).
+    public var excluded = 0
 
     public var summary: String {
         "\(linesRead) lines read, \(kept) kept, \(blank) blank, \(belowMinimumTokens) below the minimum token count"
+            + (excluded > 0 ? ", \(excluded) excluded (the run's labelled, dev or test texts)" : "")
     }
 }
 

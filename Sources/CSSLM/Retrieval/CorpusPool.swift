@@ -48,9 +48,11 @@ public struct CorpusPool: Sendable {
     }
 
     /// Reads the pool from a corpus file: the first `limit` non-blank lines with at least
-    /// `minimumTokens` word pieces (special tokens not counted), each tokenized once.
+    /// `minimumTokens` word pieces (special tokens not counted) that are not in `excluding`, each
+    /// tokenized once.
     public static func load(url: URL, tokenizer: WordPieceTokenizer, minimumTokens: Int = defaultMinimumTokens,
-                            limit: Int = defaultLimit, maxLength: Int = defaultMaxLength) throws
+                            limit: Int = defaultLimit, maxLength: Int = defaultMaxLength,
+                            excluding: Set<String> = []) throws
         -> (pool: CorpusPool, stats: CorpusReadStats)
     {
         // The filter tokenizes every candidate; the pieces of the last one are kept so a kept line
@@ -62,12 +64,17 @@ public struct CorpusPool: Sendable {
             return lastPieces.count
         }
         var documents: [CorpusLine] = [], encodings: [Encoding] = []
+        var excluded = 0
         while documents.count < limit, let line = try reader.next() {
+            if excluding.contains(line.text) { excluded += 1; continue }
             documents.append(line)
             var pieces = line.text == lastText ? lastPieces : tokenizer.ids(of: line.text)
             var none: [Int32]?
             encodings.append(tokenizer.assemble(&pieces, &none, maxLength: maxLength, addSpecialTokens: true))
         }
-        return (CorpusPool(documents: documents, encodings: encodings, maxLength: maxLength), reader.stats)
+        var stats = reader.stats
+        stats.excluded = excluded
+        stats.kept -= excluded
+        return (CorpusPool(documents: documents, encodings: encodings, maxLength: maxLength), stats)
     }
 }

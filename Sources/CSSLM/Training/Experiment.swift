@@ -10,7 +10,7 @@ public struct ExperimentMethod: Equatable, Sendable, CustomStringConvertible {
     public var method: TrainingMethod
     public var retriever: RetrieverKind
 
-    /// Parses `finetune`, `scl`, `selftrain`, `csslm` or `csslm-query`.
+    /// Parses `probe`, `finetune`, `scl`, `selftrain`, `csslm` or `csslm-query`.
     public init(parsing name: String) throws {
         if name == "csslm-query" {
             self.init(method: .csslm, retriever: .query)
@@ -18,7 +18,7 @@ public struct ExperimentMethod: Equatable, Sendable, CustomStringConvertible {
             self.init(method: m, retriever: .faithful)
         } else {
             throw CSSLMError("unknown method '\(name)'",
-                             hint: "use finetune, scl, selftrain, csslm or csslm-query")
+                             hint: "use probe, finetune, scl, selftrain, csslm or csslm-query")
         }
     }
 
@@ -30,8 +30,14 @@ public struct ExperimentMethod: Equatable, Sendable, CustomStringConvertible {
     /// The name used in run folders and tables (what `RunResult.method` reports).
     public var description: String { method == .csslm && retriever == .query ? "csslm-query" : method.rawValue }
 
-    /// Every method the paper's table compares, in its order.
-    public static let all = ["finetune", "scl", "selftrain", "csslm", "csslm-query"]
+    /// Every method the table compares, in its order: the frozen-feature probe, fine-tuning, then
+    /// the paper's methods.
+    public static let all = ["probe", "finetune", "scl", "selftrain", "csslm", "csslm-query"]
+
+    /// Methods of other tools whose results `scripts/` writes into an experiment folder in the
+    /// same layout (`<dataset>/<name>/sample-<i>/result.json`); the table marks them as outside
+    /// references.
+    public static let outsideReferences = ["setfit"]
 }
 
 /// Mean and population standard deviation (divide by n, as the paper's ± over 5 samples).
@@ -76,14 +82,17 @@ public enum ExperimentTable {
     }
 
     /// The results table: one row per dataset × method; the best test accuracy per dataset in bold,
-    /// and each method's gain over `finetune` on the same samples.
+    /// each method's gain over `finetune` on the same samples, and paired t statistics against
+    /// `finetune` and `probe` over the samples both have. Outside references are marked.
     public static func markdown(_ cells: [ExperimentCell]) -> String {
-        var lines = ["| dataset | method | test acc (%) | test macro-F1 (%) | dev acc (%) | Δ acc vs finetune | samples | s/run |",
-                     "|---|---|---:|---:|---:|---:|---:|---:|"]
+        var lines = ["| dataset | method | test acc (%) | test macro-F1 (%) | dev acc (%) | Δ acc vs finetune | t vs finetune | t vs probe "
+                     + "| pseudo-label precision (%) | distinct / class | samples | s/run |",
+                     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for dataset in cells.map(\.dataset).uniqued() {
             let mine = cells.filter { $0.dataset == dataset }
             let best = mine.map(\.testAccuracy.mean).max() ?? .nan
             let base = mine.first { $0.method == TrainingMethod.finetune.rawValue }
+            let probe = mine.first { $0.method == TrainingMethod.probe.rawValue }
             for cell in mine {
                 let acc = cell.testAccuracy
                 let accText = acc.mean == best && mine.count > 1 ? "**\(acc.percent)**" : acc.percent
@@ -91,11 +100,35 @@ public enum ExperimentTable {
                 if let base, cell.method != base.method {
                     delta = String(format: "%+.1f", (acc.mean - base.testAccuracy.mean) * 100)
                 }
-                lines.append("| \(dataset) | \(cell.method) | \(accText) | \(cell.testMacroF1.percent) | \(cell.devAccuracy.percent) | "
-                             + "\(delta) | \(cell.results.count) | \(Int(cell.meanSeconds.rounded())) |")
+                func t(_ other: ExperimentCell?) -> String {
+                    guard let other, other.method != cell.method, let value = pairedT(cell, other) else { return "–" }
+                    return String(format: "%+.2f", value)
+                }
+                let graded = cell.results.compactMap(\.retrieval)
+                let precision = MeanStd(graded.compactMap(\.precision))
+                let distinct = graded.isEmpty ? "–" : String(format: "%.0f",
+                    graded.map { Double($0.distinctPerClass.reduce(0, +)) / Double(max($0.distinctPerClass.count, 1)) }.reduce(0, +)
+                        / Double(graded.count))
+                let name = ExperimentMethod.outsideReferences.contains(cell.method) ? "\(cell.method) (outside reference)" : cell.method
+                lines.append("| \(dataset) | \(name) | \(accText) | \(cell.testMacroF1.percent) | \(cell.devAccuracy.percent) | "
+                             + "\(delta) | \(t(base)) | \(t(probe)) | \(graded.isEmpty ? "–" : precision.percent) | \(distinct) | "
+                             + "\(cell.results.count) | \(Int(cell.meanSeconds.rounded())) |")
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Paired t statistic of test accuracy, `a` − `b`, over the sample seeds both cells have
+    /// (mean difference / (sample std of the differences / √n)); nil below 2 pairs or when every
+    /// difference is the same.
+    public static func pairedT(_ a: ExperimentCell, _ b: ExperimentCell) -> Double? {
+        let other = Dictionary(b.results.map { ($0.sampleSeed, $0.test.accuracy) }, uniquingKeysWith: { x, _ in x })
+        let d = a.results.compactMap { r in other[r.sampleSeed].map { r.test.accuracy - $0 } }
+        guard d.count >= 2 else { return nil }
+        let mean = d.reduce(0, +) / Double(d.count)
+        let variance = d.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(d.count - 1)
+        guard variance > 0 else { return nil }
+        return mean / (variance / Double(d.count)).squareRoot()
     }
 
     public static let beginMarker = "<!-- csslm experiment: begin -->"
@@ -115,7 +148,7 @@ public enum ExperimentTable {
 
 extension Sequence where Element: Hashable {
     /// The elements in first-seen order, each once.
-    func uniqued() -> [Element] {
+    public func uniqued() -> [Element] {
         var seen = Set<Element>()
         return filter { seen.insert($0).inserted }
     }

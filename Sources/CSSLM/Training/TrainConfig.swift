@@ -30,6 +30,17 @@ public enum HeadInit: String, Codable, CaseIterable, Sendable {
     case probe
 }
 
+/// Which encoder's vectors stage 3 retrieves with.
+public enum RetrievalEncoder: String, Codable, CaseIterable, Sendable {
+    /// The paper's: the pool encoded by the best init model in stage 2 (query vectors and
+    /// prototypes from the current encoder).
+    case trained
+    /// The encoder as loaded, before any update: pool, queries and prototypes in one fixed space,
+    /// so the pool's vectors are computed once per model and pool and cached on disk (`poolCache`),
+    /// and every sample and method reuses them (query retriever only).
+    case pretrained
+}
+
 /// How stage 3 ranks corpus documents for a query.
 public enum RetrieverKind: String, Codable, CaseIterable, Sendable {
     /// METHOD.md: softplus(Δtask) + ½ softplus(Δdom) of the frozen pair heads.
@@ -102,6 +113,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Corpus negatives per step for L_dom in stage 1.
     public var negatives = 16
     public var retriever: RetrieverKind = .faithful
+    /// Which encoder's vectors retrieval uses: `trained` (stage 2, the paper's) or `pretrained`.
+    public var retrievalEncoder: RetrievalEncoder = .trained
+    /// Folder of cached pool vectors of the pretrained encoder ("" = no cache).
+    public var poolCache = "assets/cache"
+    /// Weight of the class-prototype margin against the query similarity in the query retriever.
+    public var prototypeWeight: Float = 1
     /// Re-encode the pool every R stage-3 steps with the query retriever (0 = never).
     public var refreshEvery = 0
     /// The contrastive loss of `scl` and `csslm`: `pair` (L_pair) or `supcon`.
@@ -135,7 +152,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try read(.initEpochs, &d.initEpochs); try read(.corpus, &d.corpus); try read(.poolSize, &d.poolSize)
         try read(.minCorpusTokens, &d.minCorpusTokens); try read(.corpusMaxLength, &d.corpusMaxLength)
         try read(.topK, &d.topK); try read(.negatives, &d.negatives); try read(.retriever, &d.retriever)
-        try read(.refreshEvery, &d.refreshEvery)
+        try read(.refreshEvery, &d.refreshEvery); try read(.retrievalEncoder, &d.retrievalEncoder)
+        try read(.poolCache, &d.poolCache); try read(.prototypeWeight, &d.prototypeWeight)
         try read(.contrastive, &d.contrastive); try read(.temperature, &d.temperature)
         try read(.checkpointEvery, &d.checkpointEvery); try read(.keepCheckpoints, &d.keepCheckpoints)
         self = d
@@ -196,6 +214,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             if poolSize < topK { throw bad("poolSize", "(\(poolSize)) must be at least topK (\(topK))") }
             if corpusMaxLength < 3 || corpusMaxLength > 512 { throw bad("corpusMaxLength", "must be in 3...512") }
             if refreshEvery < 0 { throw bad("refreshEvery", "must be non-negative") }
+            if retrievalEncoder == .pretrained && (retriever != .query || method != .csslm && method != .selftrain) {
+                throw bad("retrievalEncoder", "'pretrained' needs the query retriever (the faithful scorer's heads read trained features)",
+                          hint: "add --retriever query")
+            }
+            if !(prototypeWeight >= 0) || !prototypeWeight.isFinite { throw bad("prototypeWeight", "must be non-negative and finite") }
         }
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) || !isDirectory.boolValue {
@@ -214,10 +237,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         corpus.isEmpty ? "assets/corpus/\(URL(fileURLWithPath: data).lastPathComponent).txt" : corpus
     }
 
-    /// Whether `other` trains the same way: equal but for how often it checkpoints.
+    /// Whether `other` trains the same way: equal but for how often it checkpoints and where the
+    /// pool cache lives.
     public func sameTraining(as other: TrainConfig) -> Bool {
         var a = self
-        (a.checkpointEvery, a.keepCheckpoints) = (other.checkpointEvery, other.keepCheckpoints)
+        (a.checkpointEvery, a.keepCheckpoints, a.poolCache) = (other.checkpointEvery, other.keepCheckpoints, other.poolCache)
         return a == other
     }
 
@@ -226,6 +250,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         case features, classifier, headInit, batchSize, learningRate
         case weightDecay, warmupFraction, maxGradNorm, maxLength, evalBatchSize, devLimit, testLimit
         case initEpochs, corpus, poolSize, minCorpusTokens, corpusMaxLength, topK, negatives, retriever, refreshEvery
+        case retrievalEncoder, poolCache, prototypeWeight
         case contrastive, temperature
         case checkpointEvery, keepCheckpoints
     }

@@ -187,37 +187,6 @@ extension Trainer {
         return StepLosses(parts: [ce, contrastive.loss, Double(lTask), Double(lDom)], maskedAnchors: contrastive.maskedAnchors)
     }
 
-    /// Stage 2: encodes the pool with the best init model on every rank (each a shard), rank 0
-    /// writes the index file; returns what stage 3 retrieves from.
-    func encodeCorpus() throws -> StageRetrieval {
-        let started = Date()
-        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
-        let vectors = try buildCorpusIndex(pool: corpusPool, encoder: encoder, communicator: communicator, precision: .float32,
-                                           url: outputURL.appendingPathComponent("corpus.index"))
-        log(String(format: "[encode] %d corpus sentences encoded in %.1f s", corpusPool.count, Date().timeIntervalSince(started)))
-        return StageRetrieval(vectors: vectors, heads: try RetrievalHeads(parameters: model.parameters, hidden: hidden),
-                              schedule: RetrievalSchedule(refreshEvery: config.retriever == .query ? config.refreshEvery : 0))
-    }
-
-    /// The scorer of this step: the frozen pair heads (faithful), or cosine similarity to the query
-    /// and to the class prototypes of the current encoder (query).
-    func scorer(_ r: StageRetrieval) throws -> RetrievalScorer {
-        switch config.retriever {
-        case .faithful:
-            return PairHeadScorer(heads: r.heads, documents: r.vectors)
-        case .query:
-            return PrototypeScorer(documents: r.vectors, prototypes: try classPrototypes())
-        }
-    }
-
-    /// Mean t(x) per class over the whole few-shot set with the current encoder (no dropout),
-    /// encoded across ranks in world-size-independent batches.
-    func classPrototypes() throws -> ClassPrototypes {
-        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
-        let vectors = try encoder.encode(train.encodings, communicator: communicator)
-        return try ClassPrototypes(classVectors: vectors.classVectors(), labels: train.labels, classes: model.numLabels, hidden: hidden)
-    }
-
     /// Stage 3: retrieval for the global batch's queries (features gathered), the augmented set M
     /// (K drawn sentences then the query, per query) encoded with gradient, and
     /// `csslm`: L_cls(Q) + ½ (L_pair(Q) + L_pair(M)), SupCon in place of L_pair when configured;
@@ -226,10 +195,9 @@ extension Trainer {
         let b = s.global.count, h = hidden, k = config.topK
         // 1. The global batch's query features with the current encoder, no dropout, encoded across
         //    ranks in world-size-independent batches (top-K must not flip with W).
-        let encoder = DocumentEncoder(model: model, separatorId: tokenizer.separatorId, paddingId: tokenizer.paddingId)
+        let encoder = documentEncoder
         let globalLabels = s.global.datasetIndices.map { train.labels[$0] }
-        let queryVectors = try encoder.encode(s.global.datasetIndices.map { train.encodings[$0] }, communicator: communicator)
-        let q = QueryFeatures(hidden: h, rows: queryVectors.rows, labels: globalLabels)
+        let q = QueryFeatures(hidden: h, rows: try queryVectors(s.global.datasetIndices).rows, labels: globalLabels)
         if config.retriever == .query, try r.schedule.agreeOnRefresh(step: s.step, communicator: communicator) {
             // Re-encode the pool with the current encoder (all ranks, sharded).
             r.vectors = try buildCorpusIndex(pool: corpusPool, encoder: encoder, communicator: communicator,
@@ -238,6 +206,7 @@ extension Trainer {
         // 2. Retrieval: the same on every rank (same features, same step-seeded draws).
         let retrievals = try retrieve(q, scorer: try scorer(r),
                                       k: k, seed: config.seed, step: s.step)
+        let graded = retrievalQuality.add(retrievals, queryLabels: globalLabels, poolLabels: poolLabels, classes: model.numLabels)
         if s.isLastEpoch, communicator.rank == 0 {
             for (row, retrieval) in retrievals.enumerated() {
                 let example = splits.train.examples[sample.indices[s.global.datasetIndices[row]]]
@@ -268,7 +237,7 @@ extension Trainer {
         }
         guard config.method == .csslm else {
             if !items.isEmpty { model.encoderBackward(batch, dropout: drop) }
-            return StepLosses(parts: [ce])
+            return StepLosses(parts: [ce], record: ["retrieved_in_domain": graded.inDomain, "retrieved_correct": graded.correct])
         }
         // 4. ½ L(M) over the global M and ½ L(Q) over its query rows (divisor 2), L the configured
         //    contrastive loss; all feature gradients go into the gathered dColT/E.
@@ -293,7 +262,8 @@ extension Trainer {
             model.addFeatureGradient(batch, dT: dT, dE: dE)
             model.encoderBackward(batch, dropout: drop)
         }
-        return StepLosses(parts: [ce, lossQ.loss, lossM.loss], maskedAnchors: lossQ.maskedAnchors + lossM.maskedAnchors)
+        return StepLosses(parts: [ce, lossQ.loss, lossM.loss], maskedAnchors: lossQ.maskedAnchors + lossM.maskedAnchors,
+                          record: ["retrieved_in_domain": graded.inDomain, "retrieved_correct": graded.correct])
     }
 }
 

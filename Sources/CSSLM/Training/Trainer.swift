@@ -19,6 +19,8 @@ public struct RunResult: Codable, Equatable, Sendable {
     public var test: ClassificationMetrics
     public var steps: Int
     public var seconds: Double
+    /// Stage 3 of csslm/selftrain: how right the pseudo-labels of the retrieved sentences were.
+    public var retrieval: RetrievalQuality?
 }
 
 /// A labelled split tokenised once: one Encoding per example.
@@ -53,6 +55,8 @@ struct StepLosses {
     var parts: [Double]
     /// SupCon anchors of the global set without a positive, masked out of the step's losses.
     var maskedAnchors = 0
+    /// More counts for the step's metrics.jsonl line (e.g. the retrieval's graded pseudo-labels).
+    var record: [String: Int] = [:]
 }
 
 public final class Trainer {
@@ -67,6 +71,13 @@ public final class Trainer {
     let test: EncodedSplit
     /// The unlabelled pool (stage 2 encodes it; stage 1 draws negatives from it).
     let corpusPool: CorpusPool
+    /// The true label of each pool sentence that is an unlabelled training text of the task, else
+    /// nil: only to grade retrieval (pseudo-label precision), never to train.
+    let poolLabels: [Int?]
+    /// Stage 3's retrieval quality so far (rank 0's view; every rank computes the same).
+    var retrievalQuality = RetrievalQuality()
+    /// The loaded encoder's vectors with `retrievalEncoder: pretrained` (Trainer+Retrieval.swift).
+    var pretrained: PretrainedVectors?
     /// Rank 0's progress lines (stdout).
     let log: (String) -> Void
     /// Diagnostics (data reports, skipped updates, the report), stderr, tagged with the rank.
@@ -127,17 +138,29 @@ public final class Trainer {
         dev = encode(splits.dev, limit: config.devLimit)
         test = encode(splits.test, limit: config.testLimit)
         if config.method.retrieves {
+            // A query must never retrieve itself, and evaluation texts stay unseen.
+            let labelledTexts = Set(fewShot.examples.map(\.text))
+            let excluded = labelledTexts.union(splits.dev.examples.map(\.text)).union(splits.test.examples.map(\.text))
             let (loaded, stats) = try CorpusPool.load(url: URL(fileURLWithPath: config.corpusPath), tokenizer: tok,
                                                       minimumTokens: config.minCorpusTokens, limit: config.poolSize,
-                                                      maxLength: config.corpusMaxLength)
+                                                      maxLength: config.corpusMaxLength, excluding: excluded)
             if loaded.count < config.topK {
                 throw CSSLMError("\(config.corpusPath): only \(loaded.count) lines have at least \(config.minCorpusTokens) tokens; topK is \(config.topK)",
                                  hint: "lower --min-corpus-tokens or --top-k, or use a larger corpus")
             }
             if communicator.rank == 0 { logger.info("corpus pool: \(stats.summary)") }
             corpusPool = loaded
+            // The task's unlabelled training remainder is in the corpus: its true labels grade retrieval.
+            var labelOf: [String: Int] = [:]
+            for e in splits.train.examples where !labelledTexts.contains(e.text) { labelOf[e.text] = e.label }
+            poolLabels = loaded.documents.map { labelOf[$0.text] }
+            if communicator.rank == 0 {
+                let known = poolLabels.compactMap { $0 }.count
+                logger.info("corpus pool: \(known) of \(loaded.count) sentences are unlabelled training texts of the task (their true labels grade the pseudo-labels)")
+            }
         } else {
             corpusPool = CorpusPool(documents: [], tokenizer: tok)
+            poolLabels = []
         }
     }
 
@@ -172,6 +195,7 @@ public final class Trainer {
     public func run() throws -> RunResult? {
         let started = Date()
         let out = outputURL
+        try preparePretrainedRetrieval()
         try prepareCheckpoints()
         if communicator.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
@@ -221,6 +245,9 @@ public final class Trainer {
                     try self.mainStep($0, retriever: retriever)
                 }
                 try retriever.finish()
+                log("[retrieval] " + retrievalQuality.summary)
+                record(["kind": "retrieval", "step": globalStep, "drawn": retrievalQuality.drawn, "in_domain": retrievalQuality.inDomain,
+                        "correct": retrievalQuality.correct, "distinct_per_class": retrievalQuality.distinctPerClass])
             }
         } catch let stop as StopRequested {
             log("[train] stopped after step \(stop.step) (--stop-after-steps): checkpoint \(stop.checkpoint.path); "
@@ -230,7 +257,8 @@ public final class Trainer {
         let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
                                dataset: URL(fileURLWithPath: config.data).lastPathComponent,
                                sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, bestStep: best.step, dev: best.dev, test: best.test,
-                               steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started))
+                               steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started),
+                               retrieval: config.method.retrieves ? retrievalQuality : nil)
         if communicator.rank == 0 {
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
@@ -316,6 +344,7 @@ public final class Trainer {
                                         "lr": Double(lr), "grad_norm": totals.gradientNorm, "seconds": seconds]
             for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
             if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
+            for (k, v) in losses.record { entry[k] = v }
             record(entry)
             globalStep += 1
             stageStep += 1
