@@ -90,4 +90,26 @@ final class ExperimentTests: XCTestCase {
         XCTAssertNotEqual(unknown, 0)
         XCTAssertTrue(unknownOutput.contains("unknown method 'cssl'"), unknownOutput)
     }
+
+    /// The paired t of the table equals scipy.stats.ttest_rel on the same accuracies (2.449489742783178
+    /// for the values below, printed by scipy 1.x), pairs matched by sample seed whatever the order;
+    /// outside references are marked in the table.
+    func testPairedTMatchesScipyAndOutsideReferencesAreMarked() {
+        func cell(_ method: String, _ accuracies: [Double], seeds: [UInt64]) -> ExperimentCell {
+            let results = zip(accuracies, seeds).map { acc, seed -> RunResult in
+                let m = ClassificationMetrics(predictions: [0], labels: [0], classes: 1)
+                var test = m
+                test.accuracy = acc
+                return RunResult(method: method, dataset: "d", sampleSeed: seed, bestEpoch: 1, dev: m, test: test, steps: 1, seconds: 1)
+            }
+            return ExperimentCell(dataset: "d", method: method, results: results)
+        }
+        let a = cell("csslm", [0.60, 0.62, 0.58, 0.65, 0.61], seeds: [0, 1, 2, 3, 4])
+        let b = cell("finetune", [0.58, 0.60, 0.59, 0.60, 0.57], seeds: [4, 3, 2, 1, 0])
+        XCTAssertEqual(ExperimentTable.pairedT(a, b)!, 2.449489742783178, accuracy: 1e-9)
+        XCTAssertNil(ExperimentTable.pairedT(a, cell("probe", [0.5], seeds: [0])), "one pair is not enough")
+        let table = ExperimentTable.markdown([b, a, cell("setfit", [0.6, 0.6], seeds: [0, 1])])
+        XCTAssertTrue(table.contains("| d | setfit (outside reference) |"), table)
+        XCTAssertTrue(table.contains("| +2.45 |"), table)
+    }
 }

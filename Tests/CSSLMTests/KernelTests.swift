@@ -123,6 +123,55 @@ final class KernelTests: XCTestCase {
                     Array(UnsafeBufferPointer(start: model.headActivations.logits.base, count: 12)), kept, tolerance: 1e-6)
     }
 
+    /// Mean-pooled features with the linear head on t/|t|: every parameter gradient the backward
+    /// computes is the derivative of the loss (central differences in Double over a padded batch),
+    /// and mean pooling ignores the padding.
+    func testMeanFeaturesAndLinearHeadGradientsAreTheLossDerivative() throws {
+        let config = BertConfig(vocabSize: 50, hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2,
+                                intermediateSize: 32, maxPositionEmbeddings: 8)
+        let model = BertClassifier(config: config, numLabels: 3, seed: 7, features: .mean, classifier: .linear)
+        let batch = try TokenBatch(sequences: [[2, 11, 12, 3], [2, 13, 3], [2, 14, 15, 16, 3, 17, 3]], sepId: 3)
+        let labels = [0, 2, 1]
+        let off = DropoutContext.off(batch: 3)
+        model.parameters.grads.zero()
+        _ = try model.lossAndGradient(batch, labels: labels, dropout: off)
+        let grads = model.parameters.grads.toArray()
+        func loss() throws -> Double {
+            try model.forward(batch, dropout: off)
+            let c = 3, z = Array(UnsafeBufferPointer(start: model.headActivations.logits.base, count: 9))
+            return (0..<3).reduce(0.0) { acc, r in
+                let row = z[(r * c)..<((r + 1) * c)].map(Double.init), m = row.max()!
+                return acc + (log(row.reduce(0) { $0 + exp($1 - m) }) + m - row[labels[r]]) / 3
+            }
+        }
+        // A few entries of every tensor, the embeddings and the head included.
+        var checked = 0
+        for spec in model.parameters.specs {
+            for k in Set([0, spec.count / 2, spec.count - 1]) {
+                let i = spec.offset + k
+                let keep = model.parameters.values.base[i], eps: Float = 1e-2
+                model.parameters.values.base[i] = keep + eps
+                let up = try loss()
+                model.parameters.values.base[i] = keep - eps
+                let down = try loss()
+                model.parameters.values.base[i] = keep
+                let numeric = (up - down) / Double(2 * eps)
+                XCTAssertEqual(Double(grads[i]), numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(spec.name)[\(k)]")
+                checked += 1
+            }
+        }
+        print("[mean/linear] \(checked) gradient entries match central differences")
+        // Padding does not enter the mean: the same sentence alone gives the same features.
+        var t = [Float](repeating: 0, count: 3 * 16), e = t
+        try model.forward(batch, dropout: off)
+        model.sentenceFeatures(batch, t: &t, e: &e)
+        let alone = try TokenBatch(sequences: [[2, 13, 3]], sepId: 3)
+        var t1 = [Float](repeating: 0, count: 16), e1 = t1
+        try model.forward(alone, dropout: .off(batch: 1))
+        model.sentenceFeatures(alone, t: &t1, e: &e1)
+        assertClose("mean features of a padded row", Array(t[16..<32]), t1, tolerance: 1e-5)
+    }
+
     func testLinearScheduleWarmsUpThenDecaysToZero() {
         let s = LinearSchedule(warmupFraction: 0.1, totalSteps: 100)
         XCTAssertEqual(s.multiplier(0), 0)

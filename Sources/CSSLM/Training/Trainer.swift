@@ -311,6 +311,9 @@ public final class Trainer {
             StagePosition(name: name, index: index, epoch: stageStep / stepsPerEpoch, stepInEpoch: stageStep % stepsPerEpoch,
                           stageStep: stageStep, sampler: sampler.position, schedule: schedule, best: best)
         }
+        // The parts' means over the stage's last epoch of steps, said at its end (e.g. whether the
+        // pair heads of stage 1 have left ln 2).
+        var recentParts: [[Double]] = []
         while stageStep < totalSteps {
             let epoch = stageStep / stepsPerEpoch
             let t0 = Date()
@@ -345,6 +348,8 @@ public final class Trainer {
             for (k, v) in zip(partNames, totals.extraSums) { entry[k] = v }
             if config.contrastive == .supcon { entry["masked_anchors"] = losses.maskedAnchors }
             for (k, v) in losses.record { entry[k] = v }
+            recentParts.append(totals.extraSums)
+            if recentParts.count > stepsPerEpoch { recentParts.removeFirst() }
             record(entry)
             globalStep += 1
             stageStep += 1
@@ -369,6 +374,12 @@ public final class Trainer {
                        devMetrics.accuracy, devMetrics.macroF1,
                        improved ? String(format: " (best; test acc %.4f macro-F1 %.4f)", best!.test.accuracy, best!.test.macroF1) : ""))
             try checkpointIfDue(position(), epochEnd: true, optimizer: optimizer, bestWeights: bestWeights, retrieval: retrieval)
+        }
+        if !recentParts.isEmpty {
+            let means = partNames.indices.map { i in recentParts.map { $0[i] }.reduce(0, +) / Double(recentParts.count) }
+            log("[\(name)] mean losses over the last \(recentParts.count) steps: "
+                + zip(partNames, means).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: ", ")
+                + (partNames.contains("task") ? String(format: " (ln 2 = %.4f)", log(2.0)) : ""))
         }
         // Continue from (and report) the best dev evaluation.
         model.parameters.values.copy(from: bestWeights)
