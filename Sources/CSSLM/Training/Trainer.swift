@@ -379,7 +379,7 @@ public final class Trainer {
             let means = partNames.indices.map { i in recentParts.map { $0[i] }.reduce(0, +) / Double(recentParts.count) }
             log("[\(name)] mean losses over the last \(recentParts.count) steps: "
                 + zip(partNames, means).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: ", ")
-                + (partNames.contains("task") ? String(format: " (ln 2 = %.4f)", log(2.0)) : ""))
+                + (partNames.contains("task") ? String(format: " (ln 2 = %.4f)", M_LN2) : ""))
         }
         // Continue from (and report) the best dev evaluation.
         model.parameters.values.copy(from: bestWeights)
