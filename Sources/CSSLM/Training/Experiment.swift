@@ -10,25 +10,25 @@ public struct ExperimentMethod: Equatable, Sendable, CustomStringConvertible {
     public var method: TrainingMethod
     public var retriever: RetrieverKind
 
-    /// Parses `probe`, `finetune`, `scl`, `selftrain`, `csslm` or `csslm-query`.
+    /// Parses `probe`, `finetune`, `scl`, `selftrain`, `selftrain-query`, `csslm` or `csslm-query`.
     public init(parsing name: String) throws {
-        if name == "csslm-query" {
-            self.init(method: .csslm, retriever: .query)
+        if name.hasSuffix("-query"), let m = TrainingMethod(rawValue: String(name.dropLast(6))), m.retrieves {
+            self.init(method: m, retriever: .query)
         } else if let m = TrainingMethod(rawValue: name) {
             self.init(method: m, retriever: .faithful)
         } else {
             throw CSSLMError("unknown method '\(name)'",
-                             hint: "use probe, finetune, scl, selftrain, csslm or csslm-query")
+                             hint: "use probe, finetune, scl, selftrain, selftrain-query, csslm or csslm-query")
         }
     }
 
     public init(method: TrainingMethod, retriever: RetrieverKind) {
         self.method = method
-        self.retriever = method == .csslm ? retriever : .faithful
+        self.retriever = method.retrieves ? retriever : .faithful
     }
 
     /// The name used in run folders and tables (what `RunResult.method` reports).
-    public var description: String { method == .csslm && retriever == .query ? "csslm-query" : method.rawValue }
+    public var description: String { method.retrieves && retriever == .query ? method.rawValue + "-query" : method.rawValue }
 
     /// Every method the table compares, in its order: the frozen-feature probe, fine-tuning, then
     /// the paper's methods.

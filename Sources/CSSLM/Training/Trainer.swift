@@ -254,7 +254,7 @@ public final class Trainer {
                 + "continue with --resume latest")
             return nil
         }
-        let result = RunResult(method: config.method.rawValue + (config.method == .csslm && config.retriever == .query ? "-query" : ""),
+        let result = RunResult(method: ExperimentMethod(method: config.method, retriever: config.retriever).description,
                                dataset: URL(fileURLWithPath: config.data).lastPathComponent,
                                sampleSeed: config.sampleSeed, bestEpoch: best.epoch + 1, bestStep: best.step, dev: best.dev, test: best.test,
                                steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started),
