@@ -24,7 +24,8 @@ func printReport(_ path: String) throws {
         print("CPU: \(text(m, "cpu_model")) (\(text(m, "cpu_vendor")) family \(text(m, "cpu_family")) model \(text(m, "cpu_model_number"))), "
               + "\(text(m, "logical_cpus")) logical CPUs, \(text(m, "cores")) cores; \(text(m, "cpu_level")): \(text(m, "cpu_flags"))")
         print("BLAS: \(text(m, "blas_config")); core \(text(m, "blas_core")): \(text(m, "blas_how"))")
-        print("fp32 peak: \(text(m, "peak_derivation")); for \(text(m, "threads")) threads: \(fmt(peak)) GFLOP/s")
+        print("fp32 peak: \(text(m, "peak_derivation")); for \(text(m, "threads")) threads: \(fmt(peak)) GFLOP/s "
+              + "(a fraction of peak above 100 % means the cores run above the clock the peak assumes: in a VM, cpu MHz is the nominal clock)")
         print("load average at start: \(text(m, "load_average")) (other processes on the machine slow both sides alike; ratios are within one run)")
     }
     if let r = torch.values.first {
