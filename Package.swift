@@ -26,8 +26,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", path: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        // cpuid, and the OpenBLAS core check that runs before main in every program linking CSSLM.
+        .target(name: "CCPU", path: "Sources/CCPU"),
         .target(name: "CSSLM",
-                dependencies: ["CBLAS", "CMPI", .product(name: "Logging", package: "swift-log")],
+                dependencies: ["CBLAS", "CMPI", "CCPU", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: kernelSettings),
         .executableTarget(name: "csslm",
                           dependencies: ["CSSLM", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -9,6 +9,10 @@ What it runs (randomly initialised weights, as csslm-bench):
              Linear(2H, 2H) → tanh → dropout → Linear(2H, 2)), dropout 0.1, cross-entropy, backward,
              clip_grad_norm_(1.0), torch.optim.AdamW (lr 1e-5, weight decay 0.01, none on biases and
              LayerNorm weights), zero_grad.
+  --gemm-inference/--gemm-train M,N,K,TA,TB ...: after the model, torch.mm at these row-major shapes (TA/TB: the
+             operand is stored transposed and passed as a .t() view, as the step's dx/dW products),
+             the same shapes csslm-bench's sgemm ceiling times (csslm-bench shapes): FLOP-weighted
+             GFLOP/s of one pass over the shapes, median of --repeats passes after a warm-up pass.
 Timing: median of --repeats runs after one warm-up run. Threads: torch.set_num_threads(--threads),
 interop 1; the caller also sets OMP_NUM_THREADS.
 """
@@ -59,6 +63,26 @@ def timed(repeats, body):
     return statistics.median(samples)
 
 
+def gemm(args, label, words):
+    g = torch.Generator().manual_seed(3)
+    shapes, work = [], []
+    for word in words:
+        m, n, k, ta, tb = map(int, word.split(","))
+        a = torch.rand((k, m) if ta else (m, k), generator=g)
+        b = torch.rand((n, k) if tb else (k, n), generator=g)
+        work.append((a.t() if ta else a, b.t() if tb else b, torch.empty(m, n)))
+        shapes.append((m, n, k))
+    flops = sum(2.0 * m * n * k for m, n, k in shapes)
+
+    def one_pass():
+        for a, b, c in work:
+            torch.mm(a, b, out=c)
+
+    seconds = timed(args.repeats, one_pass)
+    print(json.dumps(dict(impl="pytorch-gemm", model=args.model, batch=args.batch, seq=args.seq, mode=label,
+                          threads=args.threads, torch=torch.__version__, gflops=flops / seconds / 1e9)), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="minilm", choices=sorted(MODELS))
@@ -67,6 +91,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default="inference,train")
+    ap.add_argument("--gemm-inference", nargs="+", default=[], metavar="M,N,K,TA,TB")
+    ap.add_argument("--gemm-train", nargs="+", default=[], metavar="M,N,K,TA,TB")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -106,6 +132,9 @@ def main():
                 opt.zero_grad()
         seconds = timed(args.repeats, step)
         print(json.dumps(dict(common, mode=mode, ms=seconds * 1e3, rss_mb=peak_rss_mb())), flush=True)
+    for label, words in (("inference", args.gemm_inference), ("train", args.gemm_train)):
+        if words:
+            gemm(args, label, words)
 
 
 if __name__ == "__main__":

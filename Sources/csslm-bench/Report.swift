@@ -14,8 +14,20 @@ func printReport(_ path: String) throws {
     func key(_ r: [String: Any]) -> String { "\(text(r, "model"))/\(text(r, "mode"))/\(text(r, "batch"))/\(text(r, "seq"))" }
 
     let ours = rows.filter { $0["impl"] as? String == "csslm" }
-    var torch: [String: [String: Any]] = [:]
+    var torch: [String: [String: Any]] = [:], torchGemm: [String: [String: Any]] = [:]
     for r in rows where r["impl"] as? String == "pytorch" { torch[key(r)] = r }
+    for r in rows where r["impl"] as? String == "pytorch-gemm" { torchGemm[key(r)] = r }
+    let machine = rows.first { $0["impl"] as? String == "machine" }
+    var peak = Double.nan
+    if let m = machine {
+        peak = number(m, "peak_threads_gflops")
+        print("CPU: \(text(m, "cpu_model")) (\(text(m, "cpu_vendor")) family \(text(m, "cpu_family")) model \(text(m, "cpu_model_number"))), "
+              + "\(text(m, "logical_cpus")) logical CPUs, \(text(m, "cores")) cores; \(text(m, "cpu_level")): \(text(m, "cpu_flags"))")
+        print("BLAS: \(text(m, "blas_config")); core \(text(m, "blas_core")): \(text(m, "blas_how"))")
+        print("fp32 peak: \(text(m, "peak_derivation")); for \(text(m, "threads")) threads: \(fmt(peak)) GFLOP/s "
+              + "(a fraction of peak above 100 % means the cores run above the clock the peak assumes: in a VM, cpu MHz is the nominal clock)")
+        print("load average at start: \(text(m, "load_average")) (other processes on the machine slow both sides alike; ratios are within one run)")
+    }
     if let r = torch.values.first {
         print("PyTorch \(text(r, "torch")), transformers \(text(r, "transformers")), attention implementation '\(text(r, "attention"))'")
     } else {
@@ -23,20 +35,24 @@ func printReport(_ path: String) throws {
     }
     print("""
     GFLOP/s counts the encoder's matmul FLOPs (linear layers and attention products; train = 3 × forward) \
-    for both sides. Ceiling: sgemm GFLOP/s at the step's linear-layer GEMM shapes (forward; for train also \
-    dx and dW), best of OpenBLAS on all threads and our row split (one single-threaded sgemm per thread); \
-    in brackets OpenBLAS's own; one pass after each timed run, median (the step's ms: median of the runs \
-    after a warm-up run). RSS: peak resident set of the process running that configuration. \
-    Ours computes the last layer only for the [CLS] and [SEP] rows the head reads (the same loss and \
-    gradients; "(all rows)": every row, as HF's BertModel does); both sides count the full model's FLOPs.
+    for both sides. sgemm ceiling: GFLOP/s of OpenBLAS at the step's linear-layer GEMM shapes (forward; \
+    for train also dx and dW), best of OpenBLAS on all threads and our row split (one single-threaded \
+    sgemm per thread), in brackets OpenBLAS's own; torch.mm: PyTorch's GEMM at the same shapes and \
+    threads. Fraction of best GEMM: ours against the faster of the two, so a slow BLAS cannot make it \
+    look good; % of peak: ours against the fp32 peak of the threads' cores. One GEMM pass after each \
+    timed run, median (the step's ms: median of the runs after a warm-up run). RSS: peak resident set \
+    of the process running that configuration. Ours computes the last layer only for the [CLS] and \
+    [SEP] rows the head reads (the same loss and gradients; "(all rows)": every row, as HF's BertModel \
+    does); both sides count the full model's FLOPs.
 
     """)
     for mode in ["train", "inference"] {
         let mine = ours.filter { text($0, "mode") == mode }
         guard !mine.isEmpty else { continue }
         print(mode == "train" ? "Train step (fwd + bwd + clip + AdamW, dropout 0.1):" : "Inference (forward, no grad, dropout off):")
-        print("| model | batch | seq | threads | ours ms | ours tokens/s | ours GFLOP/s | PyTorch ms | PyTorch tokens/s | PyTorch GFLOP/s | ours/PyTorch | sgemm ceiling GFLOP/s | fraction of ceiling | ours RSS MB | PyTorch RSS MB |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| model | batch | seq | threads | ours ms | ours tokens/s | ours GFLOP/s | PyTorch ms | PyTorch tokens/s | PyTorch GFLOP/s | ours/PyTorch "
+              + "| sgemm ceiling GFLOP/s | torch.mm GFLOP/s | fraction of best GEMM | ours % of peak | ours RSS MB | PyTorch RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in mine {
             let tokens = number(r, "batch") * number(r, "seq")
             let ms = number(r, "ms"), gflop = number(r, "gflop")
@@ -46,9 +62,40 @@ func printReport(_ path: String) throws {
             plain["model"] = text(r, "model").replacingOccurrences(of: " (all rows)", with: "")
             let t = torch[key(plain)]
             let tms = t.map { number($0, "ms") } ?? .nan
+            let tmm = torchGemm[key(plain)].map { number($0, "gflops") } ?? .nan
+            let best = tmm.isNaN ? ceiling : max(ceiling, tmm)
             print("| \(text(r, "model")) | \(text(r, "batch")) | \(text(r, "seq")) | \(text(r, "threads")) | \(fmt(ms)) | \(fmt(tokens / ms * 1e3)) | \(fmt(achieved, 1)) "
                   + "| \(fmt(tms)) | \(fmt(tokens / tms * 1e3)) | \(fmt(gflop / tms * 1e3, 1)) | \(fmt(tms / ms, 2)) "
-                  + "| \(fmt(ceiling, 1)) (\(fmt(ceilingOB, 1))) | \(fmt(achieved / ceiling, 2)) | \(fmt(number(r, "rss_mb"))) | \(fmt(t.map { number($0, "rss_mb") } ?? .nan)) |")
+                  + "| \(fmt(ceiling, 1)) (\(fmt(ceilingOB, 1))) | \(fmt(tmm, 1)) | \(fmt(achieved / best, 2)) | \(fmt(100 * achieved / peak)) % "
+                  + "| \(fmt(number(r, "rss_mb"))) | \(fmt(t.map { number($0, "rss_mb") } ?? .nan)) |")
+        }
+        print("")
+    }
+
+    let gemms = rows.filter { $0["impl"] as? String == "gemm" }
+    if !gemms.isEmpty {
+        let labels = gemms.map { text($0, "label") }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        print("GEMM libraries at the train step's linear-layer shapes (forward, dx, dW; FLOP-weighted GFLOP/s of one pass, "
+              + "median of 3 after a warm-up; each library with its own threads; % of the fp32 peak of those threads' cores):")
+        print("| library | threads | " + labels.map { "\($0) GFLOP/s | % of peak" }.joined(separator: " | ") + " | vs OpenBLAS |")
+        print("|---|---:|" + String(repeating: "---:|---:|", count: labels.count) + "---:|")
+        let perCore = machine.map { number($0, "peak_gflops") / max(1, number($0, "cores")) } ?? .nan
+        let groups = gemms.map { "\(text($0, "library"))/\(text($0, "threads"))" }.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        for g in groups {
+            let mine = gemms.filter { "\(text($0, "library"))/\(text($0, "threads"))" == g }
+            guard let first = mine.first else { continue }
+            let threadsHere = number(first, "threads")
+            let base = gemms.filter { text($0, "library") == "OpenBLAS" && number($0, "threads") == threadsHere }
+            var cells: [String] = [], ratios: [Double] = []
+            for label in labels {
+                let v = mine.first { text($0, "label") == label }.map { number($0, "gflops") } ?? .nan
+                let b = base.first { text($0, "label") == label }.map { number($0, "gflops") } ?? .nan
+                cells.append("\(fmt(v, 1)) | \(fmt(100 * v / (perCore * threadsHere))) %")
+                if !v.isNaN && !b.isNaN { ratios.append(v / b) }
+            }
+            let core = text(first, "core").isEmpty ? "" : " (\(text(first, "core")))"
+            print("| \(text(first, "library"))\(core) | \(fmt(threadsHere)) | " + cells.joined(separator: " | ")
+                  + " | \(ratios.map { fmt($0, 2) }.joined(separator: " / ")) |")
         }
         print("")
     }

@@ -12,6 +12,12 @@
 //   csslm-bench scale --model M --batch B --seq T [--repeats R]
 //       the train step data-parallel over the ranks of mpirun (or alone): each rank takes its
 //       slice of the global batch; the gradient allreduce (GradientAllreducer) is timed apart.
+//   csslm-bench info [--threads T]
+//       the machine: CPU model and flags, the OpenBLAS core and how it was chosen, the fp32 peak
+//       (cores × FMA units × lanes × 2 × clock) of the machine and of T cores.
+//   csslm-bench shapes --model M --batch B --seq T --mode inference|train
+//       the linear-layer GEMM shapes of the step (what the ceiling times), as M,N,K,TA,TB words
+//       for scripts/gemm_bench.c and scripts/bench_torch.py --gemm.
 //   csslm-bench report FILE
 //       the tables of scripts/bench.sh from the JSON lines in FILE.
 import CBLAS
@@ -261,12 +267,33 @@ func scaleCommand() throws {
     if comm is MPICommunicator { MPIRuntime.finalize() }
 }
 
+func infoCommand() {
+    let cpu = CPUFeatures.current
+    let t = Int(option("--threads") ?? "") ?? threads
+    emit(["impl": "machine", "cpu_model": Machine.modelName, "cpu_vendor": cpu.vendor, "cpu_family": cpu.family,
+          "cpu_model_number": cpu.model, "cpu_flags": cpu.flagList.joined(separator: " "), "cpu_level": cpu.level.description,
+          "logical_cpus": Machine.logicalCPUs, "cores": Machine.cores, "threads": t,
+          "blas_config": BLASCore.config, "blas_core": BLASCore.name, "blas_how": BLASCore.how,
+          "peak_gflops": Machine.peakGFLOPS(), "peak_derivation": Machine.peakDerivation(),
+          "peak_threads_gflops": Machine.peakGFLOPS(cores: min(t, Machine.cores)),
+          "load_average": (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? ""])
+}
+
+func shapesCommand() {
+    let config = modelConfig(option("--model") ?? "minilm")
+    let b = Int(option("--batch") ?? "") ?? 32, t = Int(option("--seq") ?? "") ?? 128
+    let shapes = linearGemms(config, rows: b * t, train: option("--mode") == "train")
+    print(shapes.map { "\($0.m),\($0.n),\($0.k),\($0.transA ? 1 : 0),\($0.transB ? 1 : 0)" }.joined(separator: " "))
+}
+
 switch command {
+case "info": infoCommand()
+case "shapes": shapesCommand()
 case "run": try runCommand()
 case "scale": try scaleCommand()
 case "report":
     guard let path = arguments.first else { fail("usage: csslm-bench report FILE") }
     try printReport(path)
 default:
-    fail("usage: csslm-bench run|scale|report ... (see scripts/bench.sh)")
+    fail("usage: csslm-bench run|scale|info|shapes|report ... (see scripts/bench.sh)")
 }

@@ -33,9 +33,11 @@ public struct RankLogHandler: LogHandler {
         return env["OMPI_COMM_WORLD_RANK"] ?? env["PMIX_RANK"] ?? "0"
     }
 
-    /// Makes every Logger of this process a RankLogHandler at `level` (swift-log allows one bootstrap).
+    /// Makes every Logger of this process a RankLogHandler at `level` (swift-log allows one bootstrap),
+    /// and logs the BLAS core the process runs (`BLASCore.logOnce`).
     public static func bootstrap(level: Logger.Level) {
         LoggingSystem.bootstrap { RankLogHandler(label: $0, level: level) }
+        BLASCore.logOnce()
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
