@@ -5,17 +5,6 @@
 // model predicts the way it was trained.
 import Foundation
 
-/// Which last-layer vectors represent a sentence: the class vector t(x) (classifier, pair heads,
-/// SupCon, retrieval) and the domain vector e(x) (L_dom, the pair heads).
-public enum SentenceFeatures: String, Codable, CaseIterable, Sendable {
-    /// The paper's: t = the [CLS] row, e = the first [SEP] row.
-    case clsSep = "cls-sep"
-    /// t = the mean of the real tokens' rows (the pooling sentence-embedding models such as
-    /// all-MiniLM-L6-v2 were trained with); e stays the first [SEP] row, a vector of its own that
-    /// L_dom can shape into a domain signal without pulling on the class vector.
-    case mean
-}
-
 public final class BertClassifier {
     public let config: BertConfig
     public let numLabels: Int

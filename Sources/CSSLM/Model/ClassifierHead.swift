@@ -8,17 +8,6 @@
 // gradient; how those rows come out of the encoder's hidden states is BertClassifier's business.
 // Shapes: B = batch, H = hidden, C = classes.
 
-/// The classifier on top of the sentence features.
-public enum ClassifierKind: String, Codable, CaseIterable, Sendable {
-    /// concat(t, e) → dropout → Linear(2H, 2H) → tanh → dropout → Linear(2H, C) (the paper's).
-    case mlp
-    /// dropout → Linear(H, C) on t/|t| (the probe's model; LP-FT starts from the probe's weights).
-    case linear
-
-    /// Width of the head's input rows for hidden size h.
-    public func inputWidth(hidden h: Int) -> Int { self == .mlp ? 2 * h : h }
-}
-
 /// HF-style names and shapes of the classifier's tensors.
 public func classifierHeadTensors(hidden h: Int, classes c: Int, kind: ClassifierKind = .mlp) -> [(name: String, shape: [Int])] {
     switch kind {

@@ -20,6 +20,28 @@ public enum TrainingMethod: String, Codable, CaseIterable, Sendable {
     public var retrieves: Bool { self == .csslm || self == .selftrain }
 }
 
+/// Which last-layer vectors represent a sentence: the class vector t(x) (classifier, pair heads,
+/// SupCon, retrieval) and the domain vector e(x) (L_dom, the pair heads).
+public enum SentenceFeatures: String, Codable, CaseIterable, Sendable {
+    /// The paper's: t = the [CLS] row, e = the first [SEP] row.
+    case clsSep = "cls-sep"
+    /// t = the mean of the real tokens' rows (the pooling sentence-embedding models such as
+    /// all-MiniLM-L6-v2 were trained with); e stays the first [SEP] row, a vector of its own that
+    /// L_dom can shape into a domain signal without pulling on the class vector.
+    case mean
+}
+
+/// The classifier on top of the sentence features.
+public enum ClassifierKind: String, Codable, CaseIterable, Sendable {
+    /// concat(t, e) → dropout → Linear(2H, 2H) → tanh → dropout → Linear(2H, C) (the paper's).
+    case mlp
+    /// dropout → Linear(H, C) on t/|t| (the probe's model; LP-FT starts from the probe's weights).
+    case linear
+
+    /// Width of the head's input rows for hidden size h.
+    public func inputWidth(hidden h: Int) -> Int { self == .mlp ? 2 * h : h }
+}
+
 /// How the classifier head starts.
 public enum HeadInit: String, Codable, CaseIterable, Sendable {
     /// HF's initialisation, N(0, 0.02²), from `seed`.
