@@ -59,6 +59,9 @@ struct ExperimentCommand: ParsableCommand {
                     var c = base
                     c.method = m.method
                     c.retriever = m.retriever
+                    // The faithful scorer's pair heads read the trained encoder's features, so a
+                    // config's `retrievalEncoder: pretrained` (query retriever) does not apply to it.
+                    if m.retriever == .faithful { c.retrievalEncoder = .trained }
                     c.sampleSeed = UInt64(sample)
                     c.output = "\(experimentOutput)/\(dataset)/\(m)/sample-\(sample)"
                     // An interrupted experiment redoes its unfinished run; checkpoints (~0.3 GB
@@ -79,6 +82,11 @@ struct ExperimentCommand: ParsableCommand {
         let started = Date()
         comm.runOrAbort {
             var finished: [RunResult] = []
+            if comm.rank == 0 {
+                let kept = grid.compactMap(Self.finishedResult(of:))
+                print("[experiment] \(grid.count) runs, \(kept.count) finished earlier; "
+                      + Self.estimate(remaining: grid.filter { Self.finishedResult(of: $0) == nil }, from: kept))
+            }
             for (i, config) in grid.enumerated() {
                 // Rank 0 decides whether a finished run can be kept; every rank follows.
                 let kept = comm.rank == 0 ? Self.finishedResult(of: config) : nil
@@ -95,12 +103,32 @@ struct ExperimentCommand: ParsableCommand {
                 if comm.rank == 0 {
                     print(String(format: "[experiment] %@ %@ sample %d: test acc %.4f macro-F1 %.4f (%.0f s)", result.dataset,
                                  result.method, config.sampleSeed, result.test.accuracy, result.test.macroF1, result.seconds))
+                    print("[experiment] " + Self.estimate(remaining: Array(grid[(i + 1)...]), from: finished))
                 }
             }
             if comm.rank == 0 {
                 try writeTable(finished, worldSize: comm.size, wallSeconds: Date().timeIntervalSince(started))
             }
         }
+    }
+
+    /// The time left, from the mean seconds of finished runs of the same dataset and method
+    /// (the grid's runs of one kind cost about the same); runs of a kind not yet seen are counted.
+    static func estimate(remaining: [TrainConfig], from finished: [RunResult]) -> String {
+        func kind(_ dataset: String, _ method: String) -> String { dataset + "/" + method }
+        var seconds: [String: [Double]] = [:]
+        for r in finished { seconds[kind(r.dataset, r.method), default: []].append(r.seconds) }
+        var total = 0.0, unknown: [String] = []
+        for c in remaining {
+            let k = kind(URL(fileURLWithPath: c.data).lastPathComponent,
+                         ExperimentMethod(method: c.method, retriever: c.retriever).description)
+            if let s = seconds[k] { total += s.reduce(0, +) / Double(s.count) } else { unknown.append(k) }
+        }
+        var text = String(format: "%d runs left, estimated %.0f min", remaining.count, total / 60)
+        if !unknown.isEmpty {
+            text += " + \(unknown.count) of kinds not timed yet (\(unknown.uniqued().joined(separator: ", ")))"
+        }
+        return text
     }
 
     /// The result of a run that finished with `config`'s training, if its folder holds one.

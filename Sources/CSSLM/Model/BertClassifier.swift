@@ -89,20 +89,21 @@ public final class BertClassifier {
     /// Runs encoder and head; logits are in `headActivations.logits` [B, C]. With
     /// `keepForBackward: false` the encoder keeps one layer's activations only (inference).
     public func forward(_ batch: TokenBatch, dropout: DropoutContext, keepForBackward: Bool = true) throws {
-        try batch.validate(for: config)
-        // Mean pooling reads every row of the last layer.
-        if features == .mean { encoderActivations.lastLayerRows = .all }
-        encoder.forward(batch, params: parameters.values.base, acts: encoderActivations, dropout: dropout,
-                        keepForBackward: keepForBackward)
+        try encode(batch, dropout: dropout, keepForBackward: keepForBackward)
         headForward(batch, dropout: dropout)
     }
 
     /// The encoder alone in eval mode, nothing kept for a backward: for `sentenceFeatures`.
     public func encodeWithoutHead(_ batch: TokenBatch) throws {
+        try encode(batch, dropout: .off(batch: batch.batch), keepForBackward: false)
+    }
+
+    private func encode(_ batch: TokenBatch, dropout: DropoutContext, keepForBackward: Bool) throws {
         try batch.validate(for: config)
+        // Mean pooling reads every row of the last layer.
         if features == .mean { encoderActivations.lastLayerRows = .all }
-        encoder.forward(batch, params: parameters.values.base, acts: encoderActivations, dropout: .off(batch: batch.batch),
-                        keepForBackward: false)
+        encoder.forward(batch, params: parameters.values.base, acts: encoderActivations, dropout: dropout,
+                        keepForBackward: keepForBackward)
     }
 
     /// The head on the latest encoder forward's features: logits in `headActivations.logits`.

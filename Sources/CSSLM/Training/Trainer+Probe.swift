@@ -37,12 +37,8 @@ extension Trainer {
     func probeOnly() throws -> StageBest {
         try initialiseHeadFromProbe()
         let devMetrics = try evaluate(dev), testMetrics = try evaluate(test)
-        for (split, m) in [("dev", devMetrics), ("test", testMetrics)] {
-            var entry: [String: Any] = ["kind": "eval", "stage": "probe", "split": split, "epoch": 0, "step": 0,
-                                        "accuracy": m.accuracy, "macro_f1": m.macroF1]
-            if split == "test" { entry["confusion"] = m.confusion }
-            record(entry)
-        }
+        recordEval(stage: "probe", split: "dev", epoch: 0, step: 0, devMetrics)
+        recordEval(stage: "probe", split: "test", epoch: 0, step: 0, testMetrics)
         log(String(format: "[probe] dev acc %.4f macro-F1 %.4f; test acc %.4f macro-F1 %.4f", devMetrics.accuracy, devMetrics.macroF1,
                    testMetrics.accuracy, testMetrics.macroF1))
         return StageBest(epoch: 0, step: 0, dev: devMetrics, test: testMetrics)

@@ -188,6 +188,14 @@ public final class Trainer {
         metricsFile.write(data + Data([0x0A]))
     }
 
+    /// One evaluation's record; test records carry the confusion matrix (the report draws it).
+    func recordEval(stage: String, split: String, epoch: Int, step: Int, _ m: ClassificationMetrics) {
+        var entry: [String: Any] = ["kind": "eval", "stage": stage, "split": split, "epoch": epoch, "step": step,
+                                    "accuracy": m.accuracy, "macro_f1": m.macroF1]
+        if split == "test" { entry["confusion"] = m.confusion }
+        record(entry)
+    }
+
     var outputURL: URL { URL(fileURLWithPath: config.output) }
 
     /// Trains, selects the best dev epoch, and returns its dev and test metrics; nil when it
@@ -358,13 +366,11 @@ public final class Trainer {
                 continue
             }
             let devMetrics = try evaluate(dev)
-            record(["kind": "eval", "stage": name, "split": "dev", "epoch": epoch, "step": globalStep,
-                    "accuracy": devMetrics.accuracy, "macro_f1": devMetrics.macroF1])
+            recordEval(stage: name, split: "dev", epoch: epoch, step: globalStep, devMetrics)
             var improved = false
             if best == nil || devMetrics.accuracy > best!.dev.accuracy {
                 let testMetrics = try evaluate(test)
-                record(["kind": "eval", "stage": name, "split": "test", "epoch": epoch, "step": globalStep,
-                        "accuracy": testMetrics.accuracy, "macro_f1": testMetrics.macroF1, "confusion": testMetrics.confusion])
+                recordEval(stage: name, split: "test", epoch: epoch, step: globalStep, testMetrics)
                 best = StageBest(epoch: epoch, step: globalStep, dev: devMetrics, test: testMetrics)
                 bestWeights.copy(from: model.parameters.values)
                 improved = true
