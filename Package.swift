@@ -1,6 +1,6 @@
 // swift-tools-version:5.9
 // csslm: contrastive semi-supervised fine-tuning (CSS-LM) of BERT-family encoders on CPU,
-// data-parallel over MPI. See README.md and ../shared/DESIGN.md for the layout.
+// data-parallel over MPI. See README.md and docs/design.md#layout for the layout.
 import PackageDescription
 
 // Kernels need release optimisation without overflow checks to vectorize; the CPU target

@@ -6,7 +6,8 @@ csslm binary, asks csslm for the last hidden states of a few sentences through t
 (`csslm export --encode ... --hidden-out ...`), then loads the same folder with
 transformers.AutoModel / AutoTokenizer and compares:
   - the token ids (HF's tokenizer on the exported tokenizer files vs csslm's WordPiece),
-  - the last hidden states at every real token: max |diff| / max |ref| <= 1e-4 (DESIGN.md contract 1),
+  - the last hidden states at every real token: max |diff| / max |ref| <= 1e-4
+    (docs/design.md#reference-parity),
   - that heads.safetensors holds the classifier head.
 
 Run (after `swift build -c release ...`; the venv needs torch, transformers, safetensors):

@@ -1,5 +1,6 @@
 # Sourced by the other scripts: toolchain on PATH and the one set of build flags they share.
-# Kernels want AVX2/FMA: build for this machine's CPU (DESIGN.md), release, no overflow checks.
+# Kernels want AVX2/FMA: build for this machine's CPU, release, no overflow checks
+# (docs/design.md#kernels-and-threads).
 if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
   export PATH="/opt/swift/usr/bin:$PATH"
 fi

@@ -29,7 +29,7 @@ MODEL = os.path.join(ROOT, "assets", "models", "all-MiniLM-L6-v2")
 
 
 class ClassifierHead(torch.nn.Module):
-    """METHOD.md: concat(t, e) -> dropout -> Linear(2H, 2H) -> tanh -> dropout -> Linear(2H, C)."""
+    """docs/method.md#classifier: concat(t, e) -> dropout -> Linear(2H, 2H) -> tanh -> dropout -> Linear(2H, C)."""
 
     def __init__(self, hidden, classes, p):
         super().__init__()
@@ -150,7 +150,8 @@ def minilm_fixture():
 
 
 def pair_loss_fixture():
-    """METHOD.md L_pair: mean over all ordered pairs (i = j included) of CE(pair([e_i; e_j; t_i; t_j]), same label)."""
+    """L_pair (docs/method.md#losses): mean over all ordered pairs (i = j included) of
+    CE(pair([e_i; e_j; t_i; t_j]), same label)."""
     torch.manual_seed(99)
     n, h = 6, 8
     e = torch.randn(n, h, requires_grad=True)

@@ -1,4 +1,4 @@
-// CSSLM: the library behind the csslm tool. One folder per concern (see ../shared/DESIGN.md):
+// CSSLM: the library behind the csslm tool. One folder per concern (see docs/design.md#layout):
 // Tensor (flat buffers and kernels), Model (BERT encoder, heads, safetensors), Training (AdamW,
 // schedule), Text (tokenizer), Data, Distributed, Retrieval, Objectives.
 

@@ -1,4 +1,4 @@
-// Tests of checkpoints (DESIGN.md contract 3): bit-identical round trips, retention, detection of
+// Tests of checkpoints (docs/design.md#exact-resume): bit-identical round trips, retention, detection of
 // half-written and corrupted checkpoints, clear errors, export as an HF folder, SIGKILL at random
 // moments of a save loop (the `checkpoint-loop` scenario of csslm-mpitest, run alone), and a
 // multi-rank load where only rank 0 has the files.

@@ -1,4 +1,4 @@
-// Exact resume through the `csslm` tool (DESIGN.md contract 3): a run trained N steps straight and
+// Exact resume through the `csslm` tool (docs/design.md#exact-resume): a run trained N steps straight and
 // the same run stopped after k steps (--stop-after-steps, which saves a checkpoint and exits) and
 // resumed (--resume) end with bit-identical weights and AdamW moments at the same world size, and
 // within 1e-5 at another one. Tiny random BERT and dataset of TrainerTests; `finetune` and `csslm`

@@ -72,7 +72,7 @@ final class RetrievalTests: XCTestCase {
                 XCTAssertEqual(ours, Self.referenceTopK(scores, k: k), "trial \(trial), n \(n), k \(k)")
             }
         }
-        // Continuous scores, the pool size of METHOD.md.
+        // Continuous scores, the paper's pool size (docs/method.md#retrieval).
         let big = Self.randomValues(40_000, seed: 5)
         XCTAssertEqual(big.withUnsafeBufferPointer { topK($0, k: 16) }, Self.referenceTopK(big, k: 16))
     }

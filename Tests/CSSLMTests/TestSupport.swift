@@ -28,7 +28,7 @@ enum TestPaths {
     }
 }
 
-/// max |a − b| / max |b|: the relative error the parity contracts use.
+/// max |a − b| / max |b|: the relative error of the parity checks (docs/design.md#reference-parity).
 func maxRelativeDifference(_ a: UnsafePointer<Float>, _ b: [Float]) -> (rel: Float, abs: Float) {
     var maxDiff: Float = 0, maxRef: Float = 0
     for i in 0..<b.count {

@@ -1,6 +1,6 @@
 // The training run end to end through the `csslm` tool: a tiny random BERT on a tiny dataset,
 // at W = 1 (plain process), 2 and 3 (mpirun): the same losses and the same final weights
-// (contract 2: W ranks compute the same step as one process on the whole batch).
+// (docs/design.md#world-size-invariance: W ranks compute the same step as one process on the whole batch).
 import Foundation
 import XCTest
 @testable import CSSLM
@@ -167,10 +167,11 @@ final class TrainerTests: XCTestCase {
                            "\(method): 12 examples / batch 5 → 3 steps × 2 epochs (+ 3 init steps)")
             // The query retriever ranks by cosine similarity, and a random tiny model maps every
             // sentence to nearly parallel vectors (cosines ≈ 0.998): the float-level differences
-            // that the allreduce's summation order leaves in the weights (contract 2: equal "up to
-            // float summation order") flip its top-K. Its collective protocol (gathers, refresh
-            // decisions, sharded re-encoding) must still run to the end on every world size with
-            // the same steps and close losses; exact equality is checked for every other method.
+            // that the allreduce's summation order leaves in the weights (equal "up to float
+            // summation order": docs/design.md#world-size-invariance) flip its top-K. Its collective
+            // protocol (gathers, refresh decisions, sharded re-encoding) must still run to the end on
+            // every world size with the same steps and close losses; exact equality is checked for
+            // every other method.
             let tolerance = method == "csslm-query" ? 2e-2 : 1e-5
             for w in 1..<3 {
                 XCTAssertEqual(losses[w].count, losses[0].count, "\(method) W=\(w + 1) step count")

@@ -1,6 +1,7 @@
 // Labelled data in memory: examples with a class index into a fixed list of label names, and the
 // report every reader returns beside them (empty and duplicate texts are reported, never dropped
-// silently). The readers live in LabeledDataset+JSONL/CSV/ReferenceJSON.swift.
+// silently). The readers live in LabeledDataset+JSONL.swift, LabeledDataset+ReferenceJSON.swift
+// and CSVParser.swift.
 
 import Foundation
 

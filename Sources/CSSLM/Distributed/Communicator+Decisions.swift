@@ -1,4 +1,4 @@
-// "Rank 0 decides, everyone agrees" (DESIGN.md contract 4). Whether a collective runs (stop,
+// "Rank 0 decides, everyone agrees" (docs/design.md#rank-0-decides). Whether a collective runs (stop,
 // skip a step, write a checkpoint, refresh retrieval) must never depend on a rank-local condition:
 // either rank 0 decides and broadcasts, or every rank's flag is reduced so all see the same answer.
 

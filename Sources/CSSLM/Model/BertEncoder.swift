@@ -174,8 +174,8 @@ public struct BertEncoder {
     }
 
     /// Runs the encoder on `batch`; the result is `acts.lastHidden` [N, H] (and `acts.hidden`).
-    /// Dropout is active when `dropout.probability > 0`; the config's probabilities are scaled
-    /// by it being non-zero (hidden and attention use their own config values).
+    /// Dropout is active when `dropout.probability > 0`; its value is only a switch: hidden and
+    /// attention dropout then use the config's own probabilities.
     /// With `keepForBackward: false` (inference) every layer reuses one layer's buffers and
     /// `backward` must not follow.
     public func forward(_ batch: TokenBatch, params base: UnsafeMutablePointer<Float>,

@@ -1,5 +1,5 @@
 // All trainable tensors of a model in ONE flat buffer (and their gradients in a second one of the
-// same layout), addressed by HF tensor names (DESIGN.md contract 5). Tensors from a weights file
+// same layout), addressed by HF tensor names (docs/design.md#flat-buffers). Tensors from a weights file
 // that the model does not train (e.g. BERT's pooler) are kept aside unchanged and written back.
 import Foundation
 

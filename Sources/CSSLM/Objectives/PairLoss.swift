@@ -1,4 +1,4 @@
-// Pair-classification losses over linear heads, as CSS-LM uses them (METHOD.md):
+// Pair-classification losses over linear heads, as CSS-LM uses them (docs/method.md#losses):
 //   pair       = Linear(4H, 2) on [e_i; e_j; t_i; t_j], target 1[y_i = y_j]       (L_pair)
 //   taskPair   = Linear(2H, 2) on [t_i; t_j],            target 1[y_i = y_j]       (L_task)
 //   domainPair = Linear(2H, 2) on [e_q; e_d],            target 1[d is labelled]   (L_dom)
@@ -107,7 +107,7 @@ public func linearPairLoss(rows: [PairBlock], rowCount r: Int, columns: [PairBlo
     return PairLossResult(loss: Float(total * Double(invP)), correct: correct)
 }
 
-/// L_pair (METHOD.md) for local rows against global columns: the `pair` head on
+/// L_pair (docs/method.md#losses) for local rows against global columns: the `pair` head on
 /// [e_i; e_j; t_i; t_j], target 1[y_i = y_j]. Gradients are added where pointers are given.
 public func pairLoss(rowE: UnsafePointer<Float>, rowT: UnsafePointer<Float>, rowLabels: [Int],
                      colE: UnsafePointer<Float>, colT: UnsafePointer<Float>, colLabels: [Int],

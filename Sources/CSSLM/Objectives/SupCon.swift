@@ -1,5 +1,5 @@
 // Supervised contrastive loss (SupCon, Khosla et al. 2020, eq. 2, "L_out"), the alternative to the
-// pairwise same-label loss that METHOD.md offers beside L_pair. Over L2-normalised features
+// pairwise same-label loss that docs/method.md#losses offers beside L_pair. Over L2-normalised features
 // z = f / ‖f‖ of a set of M items with labels y and temperature τ:
 //   ℓ_i = −(1/|P_i|) Σ_{p∈P_i} log( exp(z_i·z_p/τ) / Σ_{j≠i} exp(z_i·z_j/τ) ),  P_i = {p ≠ i : y_p = y_i}
 //   L   = mean of ℓ_i over the anchors with |P_i| > 0.

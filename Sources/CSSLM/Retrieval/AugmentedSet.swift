@@ -1,4 +1,4 @@
-// The augmented set of a stage-3 step (METHOD.md step 3): for each query of the global batch, its
+// The augmented set of a stage-3 step (docs/method.md#stages): for each query of the global batch, its
 // K drawn documents (pseudo-labelled with the query's label) then the query itself, |M| = B(K+1).
 // Every rank builds the same global M from the same retrievals; a row's place in M is its global
 // example index (the dropout key), and each rank encodes its contiguous share, so the step does not

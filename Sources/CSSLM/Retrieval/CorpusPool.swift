@@ -1,7 +1,8 @@
 // The unlabelled pool CSS-LM retrieves from: the first `limit` lines of the corpus file with at
-// least `minimumTokens` word pieces (METHOD.md: up to 40,000 lines of >= 15 tokens), each encoded
-// once, truncated to `maxLength` tokens with [CLS] and [SEP]. Every rank loads the same pool (the
-// texts are needed to encode retrieved sentences in stage 3), and its SHA-256 ties an index file to it.
+// least `minimumTokens` word pieces (up to 40,000 lines of >= 15 tokens: docs/method.md#retrieval),
+// each encoded once, truncated to `maxLength` tokens with [CLS] and [SEP]. Every rank loads the
+// same pool (the texts are needed to encode retrieved sentences in stage 3), and its SHA-256 ties
+// an index file to it.
 import Foundation
 
 /// The pool's documents, their model inputs and their identity.

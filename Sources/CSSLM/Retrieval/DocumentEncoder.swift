@@ -1,8 +1,9 @@
 // Stage 2 (and the prototype retriever's refresh): encode many documents with the current encoder
-// in eval mode, every rank a contiguous shard (GlobalSampler.rankRows), then all-gather the vectors
-// so every rank holds the whole pool (no shared file system needed). Within a shard, documents run
-// in batches sorted by length under a token budget, so little work goes to padding; the attention
-// mask makes the result independent of the padding, up to float summation order.
+// in eval mode, in batches sorted by length under a token budget (little work goes to padding),
+// planned over all documents and dealt to ranks round-robin, then all-gather the vectors so every
+// rank holds the whole pool (no shared file system needed). Each document is encoded in the same
+// batch at every world size, so the vectors are bit-identical whatever W is; the attention mask
+// makes a vector independent of its batch's padding, up to float summation order.
 import Foundation
 
 /// Encodes documents into their t(d) and e(d) vectors.

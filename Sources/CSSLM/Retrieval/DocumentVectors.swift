@@ -1,5 +1,5 @@
 // The encoded unlabelled pool in memory: for every document d its class vector t(d) (the [CLS]
-// vector) and domain vector e(d) (the first [SEP] vector), in that order (METHOD.md stage 2; the
+// vector) and domain vector e(d) (the first [SEP] vector), in that order (docs/method.md#stages, stage 2; the
 // reference stored them swapped). Every rank holds the whole pool after the distributed encoding,
 // because the stage-3 retrieval runs on every rank.
 

@@ -1,4 +1,4 @@
-// The faithful stage-3 scorer of CSS-LM (METHOD.md):
+// The faithful stage-3 scorer of CSS-LM (docs/method.md#retrieval):
 //   score(q, d) = softplus(Δtask(q, d)) + 0.5 · softplus(Δdom(q, d)),
 // Δ = logit1 − logit0 of taskPair = Linear(2H, 2) on [t_q; t(d)], resp. domainPair on [e_q; e(d)].
 // The heads are frozen in stage 3 and linear, so with w = W[1] − W[0] (a row of 2H):

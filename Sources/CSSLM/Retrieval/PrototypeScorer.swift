@@ -1,4 +1,4 @@
-// Beyond the reference: a query-dependent, class-level retriever (METHOD.md, "Known limitation").
+// Beyond the reference: a query-dependent, class-level retriever (docs/method.md#retrieval).
 // With the linear pair heads, Δ(q, d) = a(q) + b(d) and every query of a step ranks the pool almost
 // the same way. Here a document is scored by its closeness to the query AND by how clearly it sits
 // on the query's class side of the current encoder's class prototypes:
@@ -10,14 +10,14 @@
 // cos(p_{y_q}, t_d). The first term prefers neighbours of this particular query; the second keeps
 // them on its class's side of the nearest rival class (pseudo-labels that are more likely right).
 // Both terms lie in [−1, 1] and [−2, 2]; λ = 1 weighs them alike.
-// Prototypes and document vectors come from the current encoder: the pool is re-encoded across
-// ranks every R steps (RetrievalSchedule), and the prototypes with it.
+// The trainer rebuilds the prototypes at every step from the labelled examples' vectors; the pool
+// is re-encoded across ranks only every R steps (RetrievalSchedule).
 // Shapes: B = queries, N = documents, C = classes, H = hidden.
 import CBLAS
 import Foundation
 
-/// Unit-norm class prototypes, [C, H]. Codable: a checkpoint keeps the ones in use, so a resume
-/// retrieves exactly as the run it continues.
+/// Unit-norm class prototypes, [C, H]. Checkpoints do not hold them: the trainer rebuilds them at
+/// every step from weights a checkpoint restores, so a resume retrieves as the run it continues.
 public struct ClassPrototypes: Equatable, Codable, Sendable {
     public let classes: Int
     public let hidden: Int

@@ -1,6 +1,6 @@
-// When the prototype retriever re-encodes the pool (and its prototypes) with the current encoder.
+// When the prototype retriever re-encodes the pool with the current encoder.
 // Re-encoding is a round of collectives (the all-gather of the vectors), so whether it happens must
-// never be a rank-local decision (DESIGN.md contract 4): rank 0 decides, `agree` broadcasts it, and
+// never be a rank-local decision (docs/design.md#rank-0-decides): rank 0 decides, `agree` broadcasts it, and
 // every rank records the same refresh step. The state is two integers, saved in checkpoints.
 
 /// Re-encode the pool every `refreshEvery` optimizer steps (0: never; the stage-2 vectors serve

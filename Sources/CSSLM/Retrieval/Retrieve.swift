@@ -1,6 +1,6 @@
 // One step of stage-3 retrieval: score every query against the pool, keep each query's top K by a
 // partial selection (a K-element heap, O(N log K), no sort of the pool), then draw K positions with
-// replacement from the top K (METHOD.md step 2). The draw vector is ONE per step, shared by all
+// replacement from the top K (docs/method.md#stages). The draw vector is ONE per step, shared by all
 // queries, and a pure function of (seed, step): every rank computes the same one without any
 // communication (seed and step are already the same everywhere), which is how "rank 0 fixes the
 // draws" holds at no cost. Retrieved documents take their query's label as pseudo-label.

@@ -9,7 +9,9 @@
 
 /// Where dropout randomness comes from in one forward/backward pass.
 public struct DropoutContext {
-    /// Drop probability; 0 (or `training == false`) makes dropout the identity.
+    /// Drop probability as `dropoutApply` uses it; 0 makes dropout the identity. The model's passes
+    /// (BertEncoder, ClassifierHead) read it only as an on/off switch: when it is > 0 each site uses
+    /// the model's own probability (config.json's dropout probabilities), whatever the value given.
     public var probability: Float
     public var seed: UInt64
     /// Optimizer step: a new mask every step.

@@ -1,5 +1,5 @@
 // Linear layer: y = x·Wᵀ + b with PyTorch's weight layout W[out, in]. Every product is one sgemm
-// over all N = batch·seq rows (DESIGN.md contract 6), split by rows over the compute threads,
+// over all N = batch·seq rows (docs/design.md#kernels-and-threads), split by rows over the compute threads,
 // never one call per example or token.
 
 /// y[N, out] = x[N, in] · W[out, in]ᵀ + b[out]

@@ -4,9 +4,9 @@
 // Why not OpenBLAS's own threads: after every GEMM its idle workers spin in sched_yield for a
 // while, so a single-threaded loop of ours that follows (softmax, LayerNorm, GELU, dropout) ran
 // next to a spinning core; and two single-threaded sgemms on halves of the rows run faster than
-// one two-threaded sgemm at BERT shapes (DESIGN.md: 2 × 1 thread keep their one-thread speed,
-// 1 × 2 threads do not). So when the kernels split their own work, OpenBLAS is set to one thread
-// and every GEMM, attention head and elementwise row loop is divided here.
+// one two-threaded sgemm at BERT shapes (2 × 1 thread keep their one-thread speed, 1 × 2 threads
+// do not: docs/design.md#kernels-and-threads). So when the kernels split their own work, OpenBLAS
+// is set to one thread and every GEMM, attention head and elementwise row loop is divided here.
 import CBLAS
 import Dispatch
 import Foundation
@@ -14,7 +14,7 @@ import Foundation
 /// The number of threads the kernels of this process split their work over.
 ///
 /// Read once from the environment: `CSSLM_THREADS`, else `OPENBLAS_NUM_THREADS` (the launch
-/// contract: cores / ranks per node), else OpenBLAS's default (the core count). Above 1, OpenBLAS
+/// rule: cores / ranks per node), else OpenBLAS's default (the core count). Above 1, OpenBLAS
 /// itself is set to one thread: direct `cblas_*` callers then run single-threaded, so large
 /// products should go through `sgemm` below.
 public enum ComputeThreads {

@@ -1,6 +1,6 @@
 // Seeded random numbers. Two kinds, both explicit values (never the system RNG):
-// - `SplitMix64`: a sequential generator whose whole state is one UInt64 (saved in checkpoints),
-//   for permutations, few-shot samples and retrieval draws.
+// - `SplitMix64`: a sequential generator whose whole state is one UInt64, seeded afresh from a key
+//   at every use (so never saved), for permutations, few-shot samples and retrieval draws.
 // - `CounterRandom`: a stateless, counter-based generator: the number for a key
 //   (seed, step, global example index, site, element) is a pure function of that key, so dropout
 //   masks do not depend on the world size, on the order of work, or on anything saved.

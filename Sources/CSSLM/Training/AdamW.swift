@@ -81,7 +81,7 @@ public struct LinearSchedule: Codable, Equatable, Sendable {
     public init(warmupSteps: Int, totalSteps: Int) {
         self.warmupSteps = warmupSteps; self.totalSteps = totalSteps
     }
-    /// Warmup as a fraction of the total (METHOD.md: 10%).
+    /// Warmup as a fraction of the total (docs/method.md#optimisation-and-schedule: 10%).
     public init(warmupFraction: Double, totalSteps: Int) {
         self.init(warmupSteps: Int(warmupFraction * Double(totalSteps)), totalSteps: totalSteps)
     }

@@ -1,4 +1,4 @@
-// Checkpoints of a run (DESIGN.md contract 3): one folder per saved step under
+// Checkpoints of a run (docs/checkpoints.md, docs/design.md#exact-resume): one folder per saved step under
 // `<run>/checkpoints/`, written so that a crash at any instant leaves every earlier complete
 // checkpoint intact and never leaves a half-written folder under a final name.
 //

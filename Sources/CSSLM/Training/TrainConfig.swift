@@ -2,7 +2,7 @@
 // every field also a command-line flag, and written next to the run's results.
 import Foundation
 
-/// What a run optimises (METHOD.md). `finetune`: classifier CE only (weight decay 0);
+/// What a run optimises (docs/method.md#methods). `finetune`: classifier CE only (weight decay 0);
 /// `scl`: CE + the pairwise same-label loss (or SupCon, `contrastive`) over the global labelled batch; `csslm`: stage 1
 /// (init: CE + L_pair + L_task + L_dom), stage 2 (corpus encoding), stage 3 (retrieval-augmented
 /// L_pair); `selftrain`: stages 1–2, then CE on the queries and on the retrieved sentences with
@@ -65,13 +65,13 @@ public enum RetrievalEncoder: String, Codable, CaseIterable, Sendable {
 
 /// How stage 3 ranks corpus documents for a query.
 public enum RetrieverKind: String, Codable, CaseIterable, Sendable {
-    /// METHOD.md: softplus(Δtask) + ½ softplus(Δdom) of the frozen pair heads.
+    /// The paper's: softplus(Δtask) + ½ softplus(Δdom) of the frozen pair heads (docs/method.md#retrieval).
     case faithful
     /// Beyond the reference: cosine similarity to the query and to class prototypes.
     case query
 }
 
-/// The contrastive loss of `scl` and `csslm` (METHOD.md).
+/// The contrastive loss of `scl` and `csslm` (docs/method.md#losses).
 public enum ContrastiveKind: String, Codable, CaseIterable, Sendable {
     /// L_pair: the `pair` head's mean CE over all ordered pairs vs same label (the reference's loss).
     case pair
@@ -111,7 +111,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Global batch size (split across ranks).
     public var batchSize = 4
     public var learningRate: Float = 2e-5
-    /// AdamW weight decay (not on biases and LayerNorm); `finetune` uses 0 (METHOD.md).
+    /// AdamW weight decay (not on biases and LayerNorm); `finetune` uses 0 (docs/method.md#methods).
     public var weightDecay: Float = 0.01
     public var warmupFraction = 0.1
     public var maxGradNorm: Float = 1.0

@@ -100,7 +100,7 @@ extension Trainer {
     /// Saves a checkpoint when one is due at this boundary: after every epoch's evaluation and
     /// every `checkpointEvery` global steps (unless checkpoints are off), and at `stopAfterSteps`,
     /// where it then stops. The decision depends only on step counters and the config, the same
-    /// on every rank (DESIGN.md contract 4).
+    /// on every rank (docs/design.md#rank-0-decides).
     func checkpointIfDue(_ position: StagePosition, epochEnd: Bool, optimizer: AdamW, bestWeights: FloatBuffer,
                          retrieval: StageRetrieval?) throws {
         let every = config.checkpointEvery

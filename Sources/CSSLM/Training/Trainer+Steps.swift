@@ -119,7 +119,7 @@ extension Trainer {
         return StepLosses(parts: [ce, contrastive.loss], maskedAnchors: contrastive.maskedAnchors)
     }
 
-    /// Stage 1 (init): L_cls + L_pair(Q) (or SupCon) + L_task + L_dom (METHOD.md). L_dom's
+    /// Stage 1 (init): L_cls + L_pair(Q) (or SupCon) + L_task + L_dom (docs/method.md#stages). L_dom's
     /// positives are pairs of labelled sentences (the reference drew corpus sentences there: fixed);
     /// its negatives are `negatives` corpus sentences per step, the same for every query and rank,
     /// encoded without gradient. From the second epoch on, L_task and L_dom see detached features.

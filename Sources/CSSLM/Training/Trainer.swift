@@ -1,9 +1,10 @@
 // One training run: few-shot sample → stages of global batches split across ranks, each with
 // best-dev selection → test at the best dev epoch. `finetune` and `scl` have one stage; `csslm`
 // and `selftrain` run stage 1 (init), stage 2 (corpus encoding) and stage 3 (retrieval-augmented
-// training) as METHOD.md describes. Every rank runs this same code; collectives keep them in step,
-// and rank 0 alone writes files and prints (DESIGN.md contracts 2 and 4). Checkpoints at step
-// boundaries, and resuming from one: Trainer+Checkpoint.swift (contract 3).
+// training) as docs/method.md#stages describes. Every rank runs this same code; collectives keep
+// them in step, and rank 0 alone writes files and prints (docs/design.md#distributed-layout).
+// Checkpoints at step boundaries, and resuming from one: Trainer+Checkpoint.swift
+// (docs/design.md#exact-resume).
 import Foundation
 import Logging
 

@@ -1,5 +1,5 @@
 // Everything besides the tensors that a run needs to continue exactly where it stopped
-// (DESIGN.md contract 3), written as `state.json` in each checkpoint, and the identity of what
+// (docs/design.md#exact-resume), written as `state.json` in each checkpoint, and the identity of what
 // the run trains on, which a resume must match.
 import Foundation
 
