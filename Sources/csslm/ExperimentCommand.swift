@@ -95,7 +95,13 @@ struct ExperimentCommand: ParsableCommand {
                     if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output): kept (finished earlier)") }
                     continue
                 }
-                if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output)") }
+                if comm.rank == 0 {
+                    print("[experiment] \(i + 1)/\(grid.count) \(config.output)")
+                    // An unfinished or different run in the folder is redone, its files moved aside, not deleted.
+                    if let aside = try RunFolder.claim(URL(fileURLWithPath: config.output), overwrite: true) {
+                        print("[experiment] the unfinished or different run there was moved to \(aside.path)")
+                    }
+                }
                 guard let result = try Trainer(config: config, communicator: comm).run() else {
                     throw CSSLMError("\(config.output): the run stopped before its end")
                 }
@@ -134,10 +140,10 @@ struct ExperimentCommand: ParsableCommand {
     /// The result of a run that finished with `config`'s training, if its folder holds one.
     static func finishedResult(of config: TrainConfig) -> RunResult? {
         let dir = URL(fileURLWithPath: config.output)
-        guard let resultData = try? Data(contentsOf: dir.appendingPathComponent("result.json")),
-              let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")),
+        guard let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")),
               saved.sameTraining(as: config) else { return nil }
-        return try? JSONDecoder().decode(RunResult.self, from: resultData)
+        // The same test as a finished `train`: result.json and a complete, readable model/.
+        return RunFolder.finishedResult(in: dir)
     }
 
     /// Results of outside reference tools (scripts/reference_setfit.py) found in the experiment

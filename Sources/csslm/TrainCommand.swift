@@ -21,16 +21,24 @@ struct TrainCommand: ParsableCommand {
     @OptionGroup var options: TrainOptions
     @Option(help: "Continue a run: 'latest' (the run in --output), or a checkpoint or run folder.") var resume: String?
     @Option(help: "Save a checkpoint after N steps (over all stages) and stop; continue with --resume.") var stopAfterSteps: Int?
+    @Flag(help: "Start a new run in an --output folder that holds one: the old run is moved to <output>.old-<time>, not deleted.")
+    var overwrite = false
 
     func run() throws {
         RankLogHandler.bootstrap(level: options.logLevel)
         if let stopAfterSteps, stopAfterSteps < 1 { throw ValidationError("--stop-after-steps must be at least 1") }
+        if overwrite && resume != nil { throw ValidationError("--overwrite starts a new run and --resume continues one; give one of them") }
         let selection = resume.map(CheckpointSelection.init)
         // Without --resume (or with --config) the config is known before any rank starts.
         let known = selection == nil || options.config != nil ? try options.resolvedConfig() : nil
         let comm = try makeCommunicator()
         comm.runOrAbort {
             let runConfig = try known ?? options.resolvedConfig(base: try savedConfig(selection!, communicator: comm))
+            // A new run never clobbers an earlier one (rank 0 alone writes the folder).
+            if selection == nil && comm.rank == 0,
+               let aside = try RunFolder.claim(URL(fileURLWithPath: runConfig.output), overwrite: overwrite) {
+                print("[train] --overwrite: the earlier run in \(runConfig.output) was moved to \(aside.path)")
+            }
             let trainer = try Trainer(config: runConfig, communicator: comm)
             trainer.resume = selection
             trainer.stopAfterSteps = stopAfterSteps
@@ -162,6 +170,9 @@ func choice<T: CaseIterable & RawRepresentable>(_ value: String, flag: String) t
 /// One rank per process: MPI under mpirun, else a single-process communicator (no MPI calls, so a
 /// plain `csslm` starts instantly and needs no MPI runtime at all).
 func makeCommunicator() throws -> Communicator {
-    if MPIRuntime.isLaunchedByMPIRun { return try MPICommunicator() }
+    // A bad CSSLM_COLLECTIVE_TIMEOUT_S is an error at W = 1 too: the same command must not fail
+    // only once it is launched under mpirun.
+    let deadline = try CollectiveWatchdog.deadlineFromEnvironment()
+    if MPIRuntime.isLaunchedByMPIRun { return try MPICommunicator(collectiveDeadline: deadline) }
     return SingleProcessCommunicator()
 }

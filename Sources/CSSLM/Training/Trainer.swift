@@ -269,9 +269,9 @@ public final class Trainer {
                                steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started),
                                retrieval: config.method.retrieves ? retrievalQuality : nil)
         if communicator.rank == 0 {
-            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
-            try saveModel(to: out.appendingPathComponent("model"))
+            // result.json last: it marks the run finished only once model/ is written and verified.
+            try saveModel(to: out.appendingPathComponent(RunFolder.modelFolder))
+            try RunFolder.writeResult(result, in: out)
             // The report is for reading: a failure to write it is said, not fatal to a finished run.
             do {
                 let report = try RunReport(runDirectory: out).write()
