@@ -21,14 +21,14 @@ struct ExperimentCommand: ParsableCommand {
     @Argument(help: "Run configs, one per dataset.") var datasetConfigs: [String]
     @Option(help: "Comma-separated: probe, finetune, scl, selftrain, csslm, csslm-query.")
     var methods = ExperimentMethod.all.joined(separator: ",")
-    @Option(help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
+    @Option(parsing: .unconditional, help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
     @Option(name: .customLong("experiment-output"), help: "Folder of the experiment's runs.") var experimentOutput = "runs/experiment"
     @Option(help: "Markdown file to write the table into (e.g. docs/RESULTS.md).") var results: String?
     @OptionGroup var options: TrainOptions
 
     func validate() throws {
         guard !datasetConfigs.isEmpty else { throw ValidationError("give at least one dataset config, e.g. configs/rotten-tomatoes.json") }
-        guard samples > 0 else { throw ValidationError("--samples must be at least 1 (got \(samples))") }
+        try NumericRanges.check(command: "experiment", flag: "--samples", samples)
         for (flag, given) in [("--config", options.config != nil), ("--method", options.method != nil),
                               ("--sample-seed", options.sampleSeed != nil), ("--output", options.output != nil)] where given {
             throw ValidationError("\(flag) is set by the experiment grid; give dataset configs as arguments and --experiment-output for the folder")

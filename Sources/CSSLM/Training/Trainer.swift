@@ -114,6 +114,7 @@ public final class Trainer {
         tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
         for report in splits.reports where !report.isClean && communicator.rank == 0 { logger.warning("data: \(report.summary)") }
+        try Self.checkSampleSource(splits, perClass: config.perClass, data: config.data, logger: communicator.rank == 0 ? logger : nil)
         try Self.checkLabelsCovered(splits, data: config.data)
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
