@@ -29,6 +29,8 @@ func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) 
         batch.append(text)
         if batch.count == size { try body(batch); batch.removeAll(keepingCapacity: true) }
     }
+    // getline's -1 is also a read error (a folder given as --input: EISDIR), not only the end.
+    if ferror(handle) != 0 { throw CSSLMError("\(input ?? "stdin"): read error (\(String(cString: strerror(errno))))") }
     if !batch.isEmpty { try body(batch) }
 }
 

@@ -143,7 +143,7 @@ public final class CheckpointStore {
             onEvent?(.writing(name))
             let url = temporary.appendingPathComponent(name)
             do { try body(url) } catch let e as CSSLMError { throw e } catch {
-                throw CSSLMError("\(url.path): cannot write (\(error.localizedDescription))", hint: "is the disk full or read-only?")
+                throw CSSLMError("\(url.path): cannot write (\(fileErrorReason(error, path: url.path)))", hint: "is the disk full or read-only?")
             }
             entries.append(try CheckpointManifest.entry(for: url))
             onEvent?(.written(name))
@@ -203,7 +203,7 @@ public final class CheckpointStore {
             let url = source.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: url.path) {
                 do { files.append((name, try Data(contentsOf: url))) } catch {
-                    throw CSSLMError("\(url.path): cannot read (\(error.localizedDescription))",
+                    throw CSSLMError("\(url.path): cannot read (\(fileErrorReason(error, path: url.path)))",
                                      hint: "the checkpoint copies the model folder's config and tokenizer files")
                 }
             } else if name == "config.json" {
@@ -270,13 +270,13 @@ public final class CheckpointStore {
     /// Entry names of the checkpoints folder.
     func listing() throws -> [String] {
         do { return try FileManager.default.contentsOfDirectory(atPath: directory.path) } catch {
-            throw CSSLMError("\(directory.path): cannot list the checkpoints folder (\(error.localizedDescription))")
+            throw CSSLMError("\(directory.path): cannot list the checkpoints folder (\(fileErrorReason(error)))")
         }
     }
 
     private func createFolder(_ url: URL) throws {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw CSSLMError("\(url.path): cannot create folder (\(error.localizedDescription))",
+            throw CSSLMError("\(url.path): cannot create folder (\(fileErrorReason(error, path: url.path)))",
                              hint: "is the run folder writable?")
         }
     }

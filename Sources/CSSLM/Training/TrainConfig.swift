@@ -185,7 +185,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public static func load(from url: URL) throws -> TrainConfig {
         let read: Data?
         do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
-            throw CSSLMError("\(url.path): cannot read the run config (\(error.localizedDescription))")
+            throw CSSLMError("\(url.path): cannot read the run config (\(fileErrorReason(error, path: url.path)))")
         }
         guard let data = read else {
             throw CSSLMError("\(url.path): larger than \(InputLimits.describeBytes(InputLimits.maxJSONConfigBytes)), "
