@@ -129,7 +129,8 @@ final class ChaosTests: XCTestCase {
     /// No folder under `root` holds result.json without a complete model/ (nothing kept is incomplete).
     func assertNoIncompleteRun(under root: URL, _ what: String) {
         let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)
-        while let url = walker?.nextObject() as? URL where url.lastPathComponent == RunFolder.resultFile {
+        while let url = walker?.nextObject() as? URL {
+            guard url.lastPathComponent == RunFolder.resultFile else { continue }
             let run = url.deletingLastPathComponent()
             guard FileManager.default.fileExists(atPath: run.appendingPathComponent("metrics.jsonl").path) else { continue }
             XCTAssertNotNil(RunFolder.finishedResult(in: run), "\(what): \(run.path) has result.json but no complete model/")
