@@ -16,3 +16,25 @@ public struct CSSLMError: Error, CustomStringConvertible, Equatable {
         return message
     }
 }
+
+import Foundation
+
+/// Why a file could not be read or written, in plain words: Foundation's own text on Linux is
+/// often "The operation could not be completed. (NSCocoaErrorDomain error 256.)" for a folder
+/// given where a file belongs. Looks at the POSIX error under it, else at the path itself.
+public func fileErrorReason(_ error: Error, path given: String? = nil) -> String {
+    let ns = error as NSError
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if let path = given ?? (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return "it is a folder, not a file" }
+        } else {
+            return "no such file"
+        }
+    }
+    return ns.localizedDescription
+}

@@ -6,13 +6,14 @@
 // so everything they hold after a load came through the broadcasts.
 //
 //   csslm-mpitest checkpoint-loop --single --run DIR [--steps N] [--keep N] [--model DIR]
-//                                 [--kill-step S --kill-at EVENT]
+//                                 [--kill-step S --kill-at EVENT [--signal stop]]
 //
 // --steps 0 (the default) saves until killed. With N > 0 it stops after N saves, reloads the newest
 // checkpoint into cleared buffers on every rank and checks it. --model starts from a real model
 // folder (weights nudged by at most 1e-3 per step) instead of a tiny random BERT: a checkpoint to
 // try `csslm export` and scripts/check_export.py on. --kill-at makes rank 0 SIGKILL itself at that
-// save event (as CheckpointEvent prints it, e.g. "sealing") of step S.
+// save event (as CheckpointEvent prints it, e.g. "sealing") of step S; with --signal stop it
+// SIGSTOPs itself there instead, which the other ranks' watchdog must turn into an abort.
 import CSSLM
 import Foundation
 
@@ -108,10 +109,13 @@ func checkpointLoopScenario(_ comm: Communicator) throws -> [String: Any] {
 
     var current = step
     let killStep = option("--kill-step").flatMap(Int.init), killAt = option("--kill-at")
+    // --signal stop: SIGSTOP instead of SIGKILL (a rank frozen mid-save; the others must not hang).
+    let signal = option("--signal") == "stop" ? SIGSTOP : SIGKILL
     if comm.rank == 0 {
         store.onEvent = { event in
             print("event \(current) \(event)")
-            if current == killStep && "\(event)" == killAt { kill(getpid(), SIGKILL) }
+            fflush(stdout)
+            if current == killStep && "\(event)" == killAt { kill(getpid(), signal) }
         }
     }
     while steps == 0 || step < resumedFrom + steps {

@@ -23,7 +23,12 @@ func option(_ flag: String) -> String? {
     return arguments[i + 1]
 }
 
-let deadline = option("--deadline").flatMap(Double.init) ?? 60
+// --deadline wins; else CSSLM_COLLECTIVE_TIMEOUT_S (strictly parsed, as in csslm), else 60 s.
+let deadline: Double
+do { deadline = try option("--deadline").flatMap(Double.init) ?? CollectiveWatchdog.deadlineFromEnvironment(fallback: 60) } catch {
+    fputs("csslm-mpitest: \(error)\n", stderr)
+    exit(1)
+}
 let communicator: Communicator
 if arguments.contains("--single") {
     communicator = SingleProcessCommunicator()

@@ -21,14 +21,14 @@ struct ExperimentCommand: ParsableCommand {
     @Argument(help: "Run configs, one per dataset.") var datasetConfigs: [String]
     @Option(help: "Comma-separated: probe, finetune, scl, selftrain, csslm, csslm-query.")
     var methods = ExperimentMethod.all.joined(separator: ",")
-    @Option(help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
+    @Option(parsing: .unconditional, help: "Few-shot samples per dataset and method (sample seeds 0..<N).") var samples = 5
     @Option(name: .customLong("experiment-output"), help: "Folder of the experiment's runs.") var experimentOutput = "runs/experiment"
     @Option(help: "Markdown file to write the table into (e.g. docs/RESULTS.md).") var results: String?
     @OptionGroup var options: TrainOptions
 
     func validate() throws {
         guard !datasetConfigs.isEmpty else { throw ValidationError("give at least one dataset config, e.g. configs/rotten-tomatoes.json") }
-        guard samples > 0 else { throw ValidationError("--samples must be at least 1 (got \(samples))") }
+        try NumericRanges.check(command: "experiment", flag: "--samples", samples)
         for (flag, given) in [("--config", options.config != nil), ("--method", options.method != nil),
                               ("--sample-seed", options.sampleSeed != nil), ("--output", options.output != nil)] where given {
             throw ValidationError("\(flag) is set by the experiment grid; give dataset configs as arguments and --experiment-output for the folder")
@@ -95,7 +95,13 @@ struct ExperimentCommand: ParsableCommand {
                     if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output): kept (finished earlier)") }
                     continue
                 }
-                if comm.rank == 0 { print("[experiment] \(i + 1)/\(grid.count) \(config.output)") }
+                if comm.rank == 0 {
+                    print("[experiment] \(i + 1)/\(grid.count) \(config.output)")
+                    // An unfinished or different run in the folder is redone, its files moved aside, not deleted.
+                    if let aside = try RunFolder.claim(URL(fileURLWithPath: config.output), overwrite: true) {
+                        print("[experiment] the unfinished or different run there was moved to \(aside.path)")
+                    }
+                }
                 guard let result = try Trainer(config: config, communicator: comm).run() else {
                     throw CSSLMError("\(config.output): the run stopped before its end")
                 }
@@ -134,10 +140,10 @@ struct ExperimentCommand: ParsableCommand {
     /// The result of a run that finished with `config`'s training, if its folder holds one.
     static func finishedResult(of config: TrainConfig) -> RunResult? {
         let dir = URL(fileURLWithPath: config.output)
-        guard let resultData = try? Data(contentsOf: dir.appendingPathComponent("result.json")),
-              let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")),
+        guard let saved = try? TrainConfig.load(from: dir.appendingPathComponent("config.json")),
               saved.sameTraining(as: config) else { return nil }
-        return try? JSONDecoder().decode(RunResult.self, from: resultData)
+        // The same test as a finished `train`: result.json and a complete, readable model/.
+        return RunFolder.finishedResult(in: dir)
     }
 
     /// Results of outside reference tools (scripts/reference_setfit.py) found in the experiment

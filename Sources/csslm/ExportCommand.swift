@@ -24,10 +24,11 @@ struct ExportCommand: ParsableCommand {
     var encode: String?
     @Option(help: "Safetensors file for the hidden states of --encode: input_ids, attention_mask [B, T], last_hidden_state [B, T, H].")
     var hiddenOut: String?
-    @Option(help: "Truncate --encode sentences to this many tokens.") var maxLength = 128
+    @Option(parsing: .unconditional, help: "Truncate --encode sentences to this many tokens.") var maxLength = 128
 
     func validate() throws {
         if (encode == nil) != (hiddenOut == nil) { throw ValidationError("--encode and --hidden-out go together") }
+        try NumericRanges.check(command: "export", flag: "--max-length", maxLength)
     }
 
     func run() throws {

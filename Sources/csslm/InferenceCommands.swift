@@ -14,15 +14,31 @@ func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) 
     defer { if input != nil { fclose(handle) } }
     var batch: [String] = []
     var line: UnsafeMutablePointer<CChar>?
-    var capacity = 0
-    while getline(&line, &capacity, handle) >= 0 {
-        var text = String(cString: line!)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+    defer { free(line) }
+    var capacity = 0, number = 0
+    while case let n = getline(&line, &capacity, handle), n >= 0 {
+        number += 1
+        // Bytes, not a C string: a NUL must not cut the line, and invalid UTF-8 is an error at
+        // its line, never a silent U+FFFD (docs/limits.md).
+        let bytes = UnsafeRawBufferPointer(start: line!, count: n)
+        var count = n
+        while count > 0 && (bytes[count - 1] == 0x0A || bytes[count - 1] == 0x0D) { count -= 1 }
+        guard let text = String(bytes: bytes[0..<count], encoding: .utf8) else {
+            throw CSSLMError("\(input ?? "stdin") line \(number): invalid UTF-8", hint: "convert the input to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+        }
         batch.append(text)
         if batch.count == size { try body(batch); batch.removeAll(keepingCapacity: true) }
     }
-    free(line)
+    // getline's -1 is also a read error (a folder given as --input: EISDIR), not only the end.
+    if ferror(handle) != 0 { throw CSSLMError("\(input ?? "stdin"): read error (\(String(cString: strerror(errno))))") }
     if !batch.isEmpty { try body(batch) }
+}
+
+/// The numeric flags eval, predict and embed share, checked against NumericRanges (a batch of 0
+/// used to loop forever in eval, a negative one to crash).
+func checkInferenceFlags(_ command: String, batchSize: Int, maxLength: Int) throws {
+    try NumericRanges.check(command: command, flag: "--batch-size", batchSize)
+    try NumericRanges.check(command: command, flag: "--max-length", maxLength)
 }
 
 /// Tokenises, pads and runs the encoder; returns the batch (for sequence positions).
@@ -45,8 +61,10 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "cls | sep | mean (mean over real tokens, special tokens included, as sentence-transformers).")
     var pool: Pool = .cls
     @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(help: "Tokens per input, special tokens included.") var maxLength = 128
-    @Option(help: "Lines per forward pass.") var batchSize = 32
+    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
+
+    func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
@@ -86,8 +104,10 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "A trained model folder: config.json, model.safetensors, heads.safetensors, vocab.txt, labels.txt.")
     var model: String
     @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(help: "Tokens per input, special tokens included.") var maxLength = 128
-    @Option(help: "Lines per forward pass.") var batchSize = 32
+    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
+
+    func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
@@ -130,8 +150,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A trained model folder (a run's model/).") var model: String
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String
     @Option(help: "train | dev | test") var split = "test"
-    @Option(help: "Tokens per input, special tokens included.") var maxLength = 64
-    @Option(help: "Sentences per forward pass.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 64
+    @Option(parsing: .unconditional, help: "Sentences per forward pass.") var batchSize = 64
+
+    func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)

@@ -29,16 +29,14 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "raw: one text a line; json: one JSON string (or {\"text\", \"pair\"} object) a line.")
     var inputFormat: InputFormat = .raw
 
-    @Option(help: "Truncate to this many tokens, special tokens included (default: no truncation).")
+    @Option(parsing: .unconditional, help: "Truncate to this many tokens, special tokens included (default: no truncation).")
     var maxLength: Int?
 
     @Flag(help: "Leave out [CLS] and [SEP].")
     var noSpecialTokens = false
 
     func validate() throws {
-        if let maxLength, maxLength < 1 {
-            throw ValidationError("--max-length must be at least 1")
-        }
+        if let maxLength { try NumericRanges.check(command: "tokenize", flag: "--max-length", maxLength) }
     }
 
     func run() throws {
@@ -63,7 +61,11 @@ struct TokenizeCommand: ParsableCommand {
             let text: String, pair: String?
             switch inputFormat {
             case .raw:
-                text = String(decoding: line, as: UTF8.self)
+                // Invalid UTF-8 is an error at its line, never a silent U+FFFD (docs/limits.md).
+                guard let decoded = String(bytes: line, encoding: .utf8) else {
+                    throw InputError(description: "\(source) line \(lineNumber): invalid UTF-8")
+                }
+                text = decoded
                 pair = nil
             case .json:
                 do {

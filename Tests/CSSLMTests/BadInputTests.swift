@@ -298,7 +298,7 @@ final class BadInputTests: XCTestCase {
         for tau: Float in [0, -0.1, .infinity] {
             var config = TrainConfig()
             config.temperature = tau
-            assertError(["field 'temperature'", "must be positive"]) { try config.validate() }
+            assertError(["field 'temperature' (--temperature) must be in (0, 100]"]) { try config.validate() }
         }
     }
 

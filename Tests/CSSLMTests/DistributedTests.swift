@@ -43,11 +43,13 @@ final class DistributedTests: XCTestCase {
     }
 
     /// Runs `scenario` on `ranks` ranks under mpirun, or alone when `ranks` is nil, within `limit` seconds.
-    func launch(_ scenario: String, ranks: Int?, arguments: [String] = [], limit: Int = 120) throws -> Launch {
+    func launch(_ scenario: String, ranks: Int?, arguments: [String] = [], limit: Int = 120,
+                environment extra: [String: String] = [:]) throws -> Launch {
         let binary = try Self.scenarioBinary()
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
             !["OMPI_", "PMIX_", "OPAL_"].contains { key.hasPrefix($0) }
         }
+        environment.merge(extra) { $1 }
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         environment["OPENBLAS_NUM_THREADS"] = "1"
@@ -165,10 +167,39 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("csslm watchdog: rank 0 of 2"), run.summary)
         XCTAssertTrue(run.stderr.contains("'barrier(stall test)' at step 7"), run.summary)
     }
+
+    /// Defect 3: rank 0 stopped (SIGSTOP) in the middle of a checkpoint save used to leave rank 1
+    /// spinning under a fixed 3,600 s deadline that CSSLM_COLLECTIVE_TIMEOUT_S did not change. The
+    /// wait for rank 0's disk now has the one deadline, and the job ends naming rank, host and wait.
+    func testARankStoppedMidSaveEndsTheJobAtTheOneDeadline() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-stop-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for event in ["writing optimizer.safetensors", "sealing"] {
+            let run = try launch("checkpoint-loop", ranks: 2, arguments: ["--run", dir.appendingPathComponent(event).path, "--steps", "3",
+                                                                         "--kill-step", "2", "--kill-at", event, "--signal", "stop"],
+                                 limit: 90, environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": "3"])
+            XCTAssertEqual(run.status, MPIRuntime.stallExitCode, "\(event): \(run.summary)")
+            XCTAssertLessThan(run.seconds, 30, "\(event): \(run.summary)")
+            XCTAssertTrue(run.stderr.contains("csslm watchdog: rank 1 of 2 on "), run.summary)
+            XCTAssertTrue(run.stderr.contains("'save checkpoint step-2 (waiting for rank 0's disk) (size)' at step"), run.summary)
+            XCTAssertTrue(run.stderr.contains("(deadline 3.0 s)"), run.summary)
+        }
+    }
 }
 
 /// The distributed pieces that need no MPI.
 final class DistributedLocalTests: XCTestCase {
+    /// CSSLM_COLLECTIVE_TIMEOUT_S is plain seconds; "10s" used to be silently taken as the 300 s default.
+    func testTheDeadlineSettingIsParsedStrictly() throws {
+        XCTAssertEqual(try CollectiveWatchdog.parseDeadline(nil), 300)
+        XCTAssertEqual(try CollectiveWatchdog.parseDeadline("10"), 10)
+        XCTAssertEqual(try CollectiveWatchdog.parseDeadline("2.5"), 2.5)
+        for bad in ["10s", "5m", "", " 10", "0", "-1", "inf", "nan", "1e999", "ten"] {
+            assertThrows({ _ = try CollectiveWatchdog.parseDeadline(bad) },
+                         containing: ["CSSLM_COLLECTIVE_TIMEOUT_S='\(bad)' is not a positive number of seconds", "plain seconds"])
+        }
+    }
+
     func testRankRowsAreContiguousBalancedAndCoverTheBatch() {
         XCTAssertEqual((0..<3).map { GlobalSampler.rankRows(batchSize: 7, rank: $0, worldSize: 3) }, [0..<3, 3..<5, 5..<7])
         XCTAssertEqual((0..<3).map { GlobalSampler.rankRows(batchSize: 2, rank: $0, worldSize: 3) }, [0..<1, 1..<2, 2..<2])

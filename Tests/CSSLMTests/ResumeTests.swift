@@ -162,6 +162,9 @@ final class ResumeTests: XCTestCase {
             XCTAssertEqual(try losses("resumed-\(method)"), try losses("straight-\(method)"), method)
             XCTAssertEqual(try retrieved("resumed-\(method)"), try retrieved("straight-\(method)"),
                            "\(method): the last epoch's retrievals, across the resume")
+            // The whole run's pseudo-label counts, not the last session's (issue 15, found by ChaosTests).
+            XCTAssertEqual(try result("resumed-\(method)")["retrieval"] as? NSDictionary,
+                           try result("straight-\(method)")["retrieval"] as? NSDictionary, "\(method): result.json's retrieval quality")
         }
     }
 

@@ -50,12 +50,16 @@ final class TrainerTests: XCTestCase {
     }
 
     /// Runs `csslm ARGS` alone or under mpirun with `ranks` ranks; returns (status, output).
-    static func runCSSLM(_ args: [String], ranks: Int?, limit: Int = 240) throws -> (Int32, String) {
+    /// `launcher` goes before the binary (e.g. a shell that sets a resource limit and execs it);
+    /// `environment` adds variables; `stdin` is fed to the process.
+    static func runCSSLM(_ args: [String], ranks: Int?, limit: Int = 240, launcher: [String] = [],
+                         environment: [String: String] = [:], stdin: Data? = nil) throws -> (Int32, String) {
         var env = ProcessInfo.processInfo.environment.filter { k, _ in !["OMPI_", "PMIX_", "OPAL_"].contains { k.hasPrefix($0) } }
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"; env["OPENBLAS_NUM_THREADS"] = "1"
         var command = ["-k", "5", String(limit)]
         if let ranks { command += ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none"] }
-        command += [try csslmBinary().path] + args
+        command += launcher + [try csslmBinary().path] + args
+        env.merge(environment) { $1 }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-out-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: out.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: out) }
@@ -65,7 +69,14 @@ final class TrainerTests: XCTestCase {
         p.environment = env
         let handle = try FileHandle(forWritingTo: out)
         p.standardOutput = handle; p.standardError = handle
-        try p.run(); p.waitUntilExit()
+        let input = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        try p.run()
+        if let stdin {
+            try input.fileHandleForWriting.write(contentsOf: stdin)
+            try input.fileHandleForWriting.close()
+        }
+        p.waitUntilExit()
         return (p.terminationStatus, (try? String(contentsOf: out, encoding: .utf8)) ?? "")
     }
 

@@ -52,7 +52,7 @@ public struct FewShotSample: Equatable, Sendable {
         do {
             try out.write(to: url, options: .atomic)
         } catch {
-            throw DataError.unwritable(file: url.path, reason: error.localizedDescription)
+            throw DataError.unwritable(file: url.path, reason: fileErrorReason(error, path: url.path))
         }
     }
 }

@@ -10,7 +10,7 @@ enum TextLines {
         do {
             return [UInt8](try Data(contentsOf: url))
         } catch {
-            throw DataError.unreadable(file: url.path, reason: error.localizedDescription)
+            throw DataError.unreadable(file: url.path, reason: fileErrorReason(error, path: url.path))
         }
     }
 

@@ -63,7 +63,7 @@ public final class UnlabeledCorpusReader {
         do {
             handle = try FileHandle(forReadingFrom: url)
         } catch {
-            throw DataError.unreadable(file: url.path, reason: error.localizedDescription)
+            throw DataError.unreadable(file: url.path, reason: fileErrorReason(error, path: url.path))
         }
         self.url = url
         self.minimumTokens = minimumTokens
@@ -138,7 +138,7 @@ public final class UnlabeledCorpusReader {
             do {
                 chunk = try handle.read(upToCount: chunkSize)
             } catch {
-                throw DataError.unreadable(file: url.path, reason: error.localizedDescription)
+                throw DataError.unreadable(file: url.path, reason: fileErrorReason(error, path: url.path))
             }
             if let chunk, !chunk.isEmpty {
                 buffer.append(contentsOf: chunk)

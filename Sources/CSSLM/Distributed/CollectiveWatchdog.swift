@@ -23,13 +23,24 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     private var current: (name: String, step: Int, since: Double)?
     private var fired = false
 
+    /// The environment variable of the one deadline every wait of the program uses.
+    public static let environmentVariable = "CSSLM_COLLECTIVE_TIMEOUT_S"
+    public static let defaultDeadline = 300.0
+
     /// The deadline from `CSSLM_COLLECTIVE_TIMEOUT_S` when set, else `fallback` seconds.
-    public static func deadlineFromEnvironment(fallback: Double = 300) -> Double {
-        if let text = ProcessInfo.processInfo.environment["CSSLM_COLLECTIVE_TIMEOUT_S"],
-           let seconds = Double(text), seconds > 0 {
-            return seconds
+    public static func deadlineFromEnvironment(fallback: Double = defaultDeadline) throws -> Double {
+        try parseDeadline(ProcessInfo.processInfo.environment[environmentVariable], fallback: fallback)
+    }
+
+    /// Plain seconds (`600`, `2.5`), positive and finite; anything else (`10s`, `5m`, `0`, `-1`,
+    /// `inf`, an empty value) is an error: a typo must not silently become the default.
+    public static func parseDeadline(_ text: String?, fallback: Double = defaultDeadline) throws -> Double {
+        guard let text else { return fallback }
+        guard let seconds = Double(text), seconds > 0, seconds.isFinite else {
+            throw CSSLMError("\(environmentVariable)='\(text)' is not a positive number of seconds",
+                             hint: "write plain seconds, e.g. \(environmentVariable)=600 (unset: \(Int(defaultDeadline)) s)")
         }
-        return fallback
+        return seconds
     }
 
     /// `host` (the node's name) goes into the message: across nodes, the first thing to look at.

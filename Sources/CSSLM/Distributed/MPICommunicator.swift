@@ -31,10 +31,13 @@ public final class MPICommunicator: Communicator {
     /// Initialises MPI if needed and duplicates the world communicator.
     /// - Parameters:
     ///   - collectiveDeadline: seconds a collective may wait before the watchdog aborts the job;
-    ///     nil disables the watchdog. Defaults to `CSSLM_COLLECTIVE_TIMEOUT_S`, else 300 s.
+    ///     nil disables the watchdog. `init(maxElementsPerCall:)` takes `CSSLM_COLLECTIVE_TIMEOUT_S`, else 300 s.
     ///   - maxElementsPerCall: split point for large counts (tests lower it to exercise splitting).
-    public init(collectiveDeadline: Double? = CollectiveWatchdog.deadlineFromEnvironment(),
-                maxElementsPerCall: Int = Int(Int32.max)) throws {
+    public convenience init(maxElementsPerCall: Int = Int(Int32.max)) throws {
+        try self.init(collectiveDeadline: CollectiveWatchdog.deadlineFromEnvironment(), maxElementsPerCall: maxElementsPerCall)
+    }
+
+    public init(collectiveDeadline: Double?, maxElementsPerCall: Int = Int(Int32.max)) throws {
         precondition(maxElementsPerCall > 0 && maxElementsPerCall <= Int(Int32.max),
                      "maxElementsPerCall must be in 1...Int32.max")
         try MPIRuntime.initialize()

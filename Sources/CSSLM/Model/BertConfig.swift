@@ -66,7 +66,7 @@ public struct BertConfig: Codable, Equatable, Sendable {
     public static func load(from url: URL) throws -> BertConfig {
         let read: Data?
         do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
-            throw CSSLMError("\(url.path): cannot read model config (\(error.localizedDescription))",
+            throw CSSLMError("\(url.path): cannot read model config (\(fileErrorReason(error, path: url.path)))",
                              hint: "a model folder needs config.json, model.safetensors and vocab.txt")
         }
         guard let data = read else {

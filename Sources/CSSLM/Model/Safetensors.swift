@@ -40,7 +40,7 @@ public struct SafetensorsFile {
     public init(url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw CSSLMError("\(url.path): cannot read safetensors file (\(error.localizedDescription))")
+            throw CSSLMError("\(url.path): cannot read safetensors file (\(fileErrorReason(error, path: url.path)))")
         }
         try self.init(data: data, path: url.path)
     }
@@ -308,7 +308,7 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
         try fh.close()
     } catch {
         try? FileManager.default.removeItem(at: tmp)
-        throw CSSLMError("\(url.path): write failed (\(error.localizedDescription))")
+        throw CSSLMError("\(url.path): write failed (\(fileErrorReason(error, path: url.path)))")
     }
     guard rename(tmp.path, url.path) == 0 else {
         let msg = String(cString: strerror(errno))

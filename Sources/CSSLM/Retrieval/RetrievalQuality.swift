@@ -14,7 +14,8 @@ public struct RetrievalQuality: Codable, Equatable, Sendable {
     public var correct = 0
     /// Distinct sentences drawn for queries of each class.
     public var distinctPerClass: [Int] = []
-    private var seen: [Set<Int>] = []
+    /// The sentences behind `distinctPerClass` (checkpoints carry them: TrainerProgress).
+    var seen: [Set<Int>] = []
 
     enum CodingKeys: String, CodingKey { case drawn, inDomain, correct, distinctPerClass }
 

@@ -244,7 +244,7 @@ private struct TokenizerJSONFile: Decodable {
 private func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
     let read: Data?
     do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
-        throw TokenizerError.unreadableFile(path: url.path, reason: error.localizedDescription)
+        throw TokenizerError.unreadableFile(path: url.path, reason: fileErrorReason(error, path: url.path))
     }
     guard let data = read else {
         throw TokenizerError.limitExceeded(path: url.path, line: nil, reason:

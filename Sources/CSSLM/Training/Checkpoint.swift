@@ -15,7 +15,7 @@
 // MANIFEST the same way; fsync the folder; rename it to `step-N`; fsync `checkpoints/`. Old
 // checkpoints are renamed to `.del-…` before they are removed, so a folder is either complete
 // under its final name or ignored. The other ranks wait for rank 0's verdict (one broadcast under a
-// long watchdog deadline), so a failed save throws the same error on every rank.
+// the watchdog's deadline), so a failed save throws the same error on every rank.
 import Foundation
 
 /// Something rank 0 is about to do or has done while saving (progress, and the kill tests' probe).
@@ -82,9 +82,6 @@ public final class CheckpointStore {
     public let directory: URL
     /// Complete checkpoints kept besides the best-dev one (at least 1).
     public var keepLast: Int
-    /// Seconds the other ranks wait for rank 0 to write or read a checkpoint before the
-    /// collective watchdog ends the job (the usual deadline is much shorter).
-    public var transferDeadline: Double = 3600
     /// Called on rank 0 at each stage of a save.
     public var onEvent: ((CheckpointEvent) -> Void)?
 
@@ -146,7 +143,7 @@ public final class CheckpointStore {
             onEvent?(.writing(name))
             let url = temporary.appendingPathComponent(name)
             do { try body(url) } catch let e as CSSLMError { throw e } catch {
-                throw CSSLMError("\(url.path): cannot write (\(error.localizedDescription))", hint: "is the disk full or read-only?")
+                throw CSSLMError("\(url.path): cannot write (\(fileErrorReason(error, path: url.path)))", hint: "is the disk full or read-only?")
             }
             entries.append(try CheckpointManifest.entry(for: url))
             onEvent?(.written(name))
@@ -206,7 +203,7 @@ public final class CheckpointStore {
             let url = source.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: url.path) {
                 do { files.append((name, try Data(contentsOf: url))) } catch {
-                    throw CSSLMError("\(url.path): cannot read (\(error.localizedDescription))",
+                    throw CSSLMError("\(url.path): cannot read (\(fileErrorReason(error, path: url.path)))",
                                      hint: "the checkpoint copies the model folder's config and tokenizer files")
                 }
             } else if name == "config.json" {
@@ -273,13 +270,13 @@ public final class CheckpointStore {
     /// Entry names of the checkpoints folder.
     func listing() throws -> [String] {
         do { return try FileManager.default.contentsOfDirectory(atPath: directory.path) } catch {
-            throw CSSLMError("\(directory.path): cannot list the checkpoints folder (\(error.localizedDescription))")
+            throw CSSLMError("\(directory.path): cannot list the checkpoints folder (\(fileErrorReason(error)))")
         }
     }
 
     private func createFolder(_ url: URL) throws {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw CSSLMError("\(url.path): cannot create folder (\(error.localizedDescription))",
+            throw CSSLMError("\(url.path): cannot create folder (\(fileErrorReason(error, path: url.path)))",
                              hint: "is the run folder writable?")
         }
     }
@@ -304,21 +301,14 @@ public final class CheckpointStore {
         var error: CSSLMError? { message.map { CSSLMError($0, hint: hint) } }
     }
 
-    /// Broadcasts rank 0's outcome under the long deadline; every rank throws its error, if any.
+    /// Broadcasts rank 0's outcome; every rank throws its error, if any. The other ranks wait
+    /// here while rank 0 writes or reads, under the watchdog's one deadline
+    /// (CSSLM_COLLECTIVE_TIMEOUT_S): a rank 0 stopped mid-save ends the job, it does not hang it.
     func agreeOnOutcome(_ outcome: Outcome, communicator: Communicator, what: String) throws {
         var bytes = communicator.rank == 0 ? try JSONEncoder().encode(outcome) : Data()
-        try withTransferDeadline(communicator) { try broadcast(&bytes, communicator: communicator, name: what) }
+        try broadcast(&bytes, communicator: communicator, name: "\(what) (waiting for rank 0's disk)")
         let agreed = try JSONDecoder().decode(Outcome.self, from: bytes)
         if let error = agreed.error { throw error }
-    }
-
-    /// Runs `body` (collectives that wait on rank 0's disk) with `transferDeadline` as the
-    /// collective watchdog's deadline.
-    func withTransferDeadline<T>(_ communicator: Communicator, _ body: () throws -> T) throws -> T {
-        if let watchdog = (communicator as? MPICommunicator)?.watchdog {
-            return try watchdog.withDeadline(transferDeadline, body)
-        }
-        return try body()
     }
 }
 

@@ -31,7 +31,7 @@ public func exportCheckpoint(_ selection: CheckpointSelection, runDirectory: URL
         throw CSSLMError("\(output.path) holds a checkpoint: refusing to export over it", hint: "choose another output folder")
     }
     do { try fm.createDirectory(at: output, withIntermediateDirectories: true) } catch {
-        throw CSSLMError("\(output.path): cannot create folder (\(error.localizedDescription))")
+        throw CSSLMError("\(output.path): cannot create folder (\(fileErrorReason(error)))")
     }
     var written: [String] = []
     func put(_ data: Data, _ name: String) throws {

@@ -51,7 +51,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
         }
         let manifestData: Data
         do { manifestData = try Data(contentsOf: manifestURL) } catch {
-            throw failure(fileName, "cannot read (\(error.localizedDescription))")
+            throw failure(fileName, "cannot read (\(fileErrorReason(error)))")
         }
         guard let manifest = try? JSONDecoder().decode(CheckpointManifest.self, from: manifestData),
               manifest.format == formatName else {
@@ -80,7 +80,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
             do {
                 size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? -1
             } catch {
-                throw failure(entry.name, "cannot read (\(error.localizedDescription))")
+                throw failure(entry.name, "cannot read (\(fileErrorReason(error)))")
             }
             guard size == entry.bytes else {
                 throw failure(entry.name, "\(size) bytes, MANIFEST says \(entry.bytes) (truncated or half-written)")
@@ -100,7 +100,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
             } catch let f as Failure {
                 throw f
             } catch {
-                throw failure(entry.name, "cannot read (\(error.localizedDescription))")
+                throw failure(entry.name, "cannot read (\(fileErrorReason(error)))")
             }
             guard digest.hex == entry.sha256.lowercased() else {
                 throw failure(entry.name, "SHA-256 \(digest.hex.prefix(12))… differs from the MANIFEST's \(entry.sha256.prefix(12))… (corrupted)")

@@ -98,19 +98,15 @@ extension CheckpointStore {
                 header = try JSONEncoder().encode(LoadHeader(outcome: Outcome(error), loaded: nil))
             }
         }
-        try withTransferDeadline(communicator) {
-            try broadcast(&header, communicator: communicator, name: "broadcast(checkpoint state)")
-        }
+        try broadcast(&header, communicator: communicator, name: "broadcast(checkpoint state)")
         let agreed = try JSONDecoder().decode(LoadHeader.self, from: header)
         if let error = agreed.outcome.error { throw error }
         guard let loaded = agreed.loaded else { throw CSSLMError("checkpoint load: rank 0 sent no state") }
-        try withTransferDeadline(communicator) {
-            try communicator.broadcast(parameters.values.buffer, root: 0, name: "broadcast(checkpoint parameters)")
-            try communicator.broadcast(optimizer.m.buffer, root: 0, name: "broadcast(checkpoint AdamW m)")
-            try communicator.broadcast(optimizer.v.buffer, root: 0, name: "broadcast(checkpoint AdamW v)")
-            for p in parameters.passthrough {
-                try communicator.broadcast(p.values.buffer, root: 0, name: "broadcast(checkpoint \(p.name))")
-            }
+        try communicator.broadcast(parameters.values.buffer, root: 0, name: "broadcast(checkpoint parameters)")
+        try communicator.broadcast(optimizer.m.buffer, root: 0, name: "broadcast(checkpoint AdamW m)")
+        try communicator.broadcast(optimizer.v.buffer, root: 0, name: "broadcast(checkpoint AdamW v)")
+        for p in parameters.passthrough {
+            try communicator.broadcast(p.values.buffer, root: 0, name: "broadcast(checkpoint \(p.name))")
         }
         optimizer.step = loaded.state.optimizerStep
         return (loaded, extras)
@@ -134,9 +130,7 @@ extension CheckpointStore {
             }
         }
         try agreeOnOutcome(outcome, communicator: communicator, what: "read the checkpoint's config")
-        try withTransferDeadline(communicator) {
-            try broadcast(&bytes, communicator: communicator, name: "broadcast(checkpoint config)")
-        }
+        try broadcast(&bytes, communicator: communicator, name: "broadcast(checkpoint config)")
         return try JSONDecoder().decode(TrainConfig.self, from: bytes)
     }
 

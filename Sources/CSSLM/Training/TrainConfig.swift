@@ -185,7 +185,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public static func load(from url: URL) throws -> TrainConfig {
         let read: Data?
         do { read = try InputLimits.read(url, atMost: InputLimits.maxJSONConfigBytes) } catch {
-            throw CSSLMError("\(url.path): cannot read the run config (\(error.localizedDescription))")
+            throw CSSLMError("\(url.path): cannot read the run config (\(fileErrorReason(error, path: url.path)))")
         }
         guard let data = read else {
             throw CSSLMError("\(url.path): larger than \(InputLimits.describeBytes(InputLimits.maxJSONConfigBytes)), "
@@ -198,59 +198,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
             throw CSSLMError("\(url.path): unknown field '\(unknown)'", hint: "known fields: \(known.sorted().joined(separator: ", "))")
         }
-        do { return try JSONDecoder().decode(TrainConfig.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
+        try checkNumbers(object, url: url)
+        do { return try JSONDecoder().decode(TrainConfig.self, from: data).resolvingPaths(againstFolderOf: url) }
+        catch let DecodingError.typeMismatch(_, ctx) {
             throw CSSLMError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
         } catch let DecodingError.dataCorrupted(ctx) {
             throw CSSLMError("\(url.path): field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
-        }
-    }
-
-    /// Checks ranges; each problem names the field.
-    public func validate() throws {
-        func bad(_ field: String, _ why: String, hint: String? = nil) -> CSSLMError {
-            CSSLMError("run config: field '\(field)' \(why)", hint: hint)
-        }
-        if perClass < 1 { throw bad("perClass", "must be at least 1") }
-        if epochs < 1 { throw bad("epochs", "must be at least 1") }
-        if steps < 0 { throw bad("steps", "must be non-negative (0 = use epochs)") }
-        if initSteps < 0 { throw bad("initSteps", "must be non-negative (0 = use initEpochs)") }
-        if evalEvery < 0 { throw bad("evalEvery", "must be non-negative (0 = after every epoch)") }
-        if headInit == .probe && classifier != .linear {
-            throw bad("headInit", "'probe' needs the linear classifier head", hint: "add --classifier linear")
-        }
-        if batchSize < 1 { throw bad("batchSize", "must be at least 1") }
-        if !(learningRate > 0) { throw bad("learningRate", "must be positive") }
-        if weightDecay < 0 { throw bad("weightDecay", "must be non-negative") }
-        if !(0..<1).contains(warmupFraction) { throw bad("warmupFraction", "must be in [0, 1)") }
-        if !(maxGradNorm > 0) { throw bad("maxGradNorm", "must be positive") }
-        if maxLength < 3 || maxLength > 512 { throw bad("maxLength", "must be in 3...512") }
-        if evalBatchSize < 1 { throw bad("evalBatchSize", "must be at least 1") }
-        if devLimit < 0 || testLimit < 0 { throw bad(devLimit < 0 ? "devLimit" : "testLimit", "must be non-negative") }
-        if !(temperature > 0) || !temperature.isFinite { throw bad("temperature", "must be positive and finite, got \(temperature)") }
-        if checkpointEvery < -1 { throw bad("checkpointEvery", "must be a step count, 0 (epoch ends only) or -1 (none)") }
-        if keepCheckpoints < 1 { throw bad("keepCheckpoints", "must be at least 1") }
-        if method.retrieves {
-            if initEpochs < 1 { throw bad("initEpochs", "must be at least 1") }
-            if topK < 1 { throw bad("topK", "must be at least 1, got \(topK)") }
-            if negatives < 0 { throw bad("negatives", "must be non-negative") }
-            if poolSize < topK { throw bad("poolSize", "(\(poolSize)) must be at least topK (\(topK))") }
-            if corpusMaxLength < 3 || corpusMaxLength > 512 { throw bad("corpusMaxLength", "must be in 3...512") }
-            if refreshEvery < 0 { throw bad("refreshEvery", "must be non-negative") }
-            if retrievalEncoder == .pretrained && (retriever != .query || method != .csslm && method != .selftrain) {
-                throw bad("retrievalEncoder", "'pretrained' needs the query retriever (the faithful scorer's heads read trained features)",
-                          hint: "add --retriever query")
-            }
-            if !(prototypeWeight >= 0) || !prototypeWeight.isFinite { throw bad("prototypeWeight", "must be non-negative and finite") }
-        }
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) || !isDirectory.boolValue {
-            throw bad("data", "'\(data)' is not a dataset folder (labels.txt, train/dev/test.jsonl)")
-        }
-        if !FileManager.default.fileExists(atPath: model + "/config.json") {
-            throw bad("model", "'\(model)' has no config.json", hint: "run scripts/setup.sh, or point --model at an HF model folder")
-        }
-        if method.retrieves && !FileManager.default.fileExists(atPath: corpusPath) {
-            throw bad("corpus", "'\(corpusPath)' does not exist", hint: "run scripts/setup.sh, or pass --corpus FILE")
         }
     }
 

@@ -29,6 +29,11 @@ struct TrainerProgress: Codable, Equatable {
     /// Training seconds before the checkpoint, over every session of the run.
     var seconds: Double
     var retrieval: RetrievalProgress?
+    /// Stage 3's pseudo-label counts so far and the distinct sentences drawn per class, so that a
+    /// resumed run's result.json reports the whole run, not its last session (found by ChaosTests;
+    /// absent in older checkpoints).
+    var retrievalQuality: RetrievalQuality?
+    var retrievalSeen: [[Int]]?
 }
 
 /// Stage 3's retrieval state besides the vectors and heads of retrieval.safetensors.
@@ -95,6 +100,10 @@ extension Trainer {
         resumePoint = point
         globalStep = point.state.step
         secondsBefore = point.progress.seconds
+        if var quality = point.progress.retrievalQuality {
+            quality.seen = (point.progress.retrievalSeen ?? []).map(Set.init)
+            retrievalQuality = quality
+        }
     }
 
     /// Saves a checkpoint when one is due at this boundary: after every epoch's evaluation and
@@ -122,7 +131,8 @@ extension Trainer {
     func trainingState(_ p: StagePosition, optimizer: AdamW, retrieval: StageRetrieval?) throws -> TrainingState {
         let progress = TrainerProgress(stageIndex: p.index, stageStep: p.stageStep, stepInEpoch: p.stepInEpoch, best: p.best,
                                        seconds: secondsBefore + Date().timeIntervalSince(sessionStart),
-                                       retrieval: retrieval.map { RetrievalProgress(schedule: $0.schedule, poolDigest: corpusPool.digest.hex) })
+                                       retrieval: retrieval.map { RetrievalProgress(schedule: $0.schedule, poolDigest: corpusPool.digest.hex) },
+                                       retrievalQuality: retrievalQuality, retrievalSeen: retrievalQuality.seen.map { $0.sorted() })
         let bestDev = p.best.map {
             BestDevRecord(step: $0.step, epoch: $0.epoch, metric: "accuracy", value: $0.dev.accuracy,
                           scores: ["accuracy": $0.dev.accuracy, "macro_f1": $0.dev.macroF1,

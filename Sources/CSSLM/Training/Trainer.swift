@@ -114,6 +114,7 @@ public final class Trainer {
         tokenizer = tok
         splits = try DatasetSplits.load(directory: URL(fileURLWithPath: config.data))
         for report in splits.reports where !report.isClean && communicator.rank == 0 { logger.warning("data: \(report.summary)") }
+        try Self.checkSampleSource(splits, perClass: config.perClass, data: config.data, logger: communicator.rank == 0 ? logger : nil)
         try Self.checkLabelsCovered(splits, data: config.data)
         let h = try BertConfig.load(from: modelDir.appendingPathComponent("config.json")).hiddenSize
         hidden = h
@@ -269,9 +270,9 @@ public final class Trainer {
                                steps: globalStep, seconds: secondsBefore + Date().timeIntervalSince(started),
                                retrieval: config.method.retrieves ? retrievalQuality : nil)
         if communicator.rank == 0 {
-            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(result).write(to: out.appendingPathComponent("result.json"))
-            try saveModel(to: out.appendingPathComponent("model"))
+            // result.json last: it marks the run finished only once model/ is written and verified.
+            try saveModel(to: out.appendingPathComponent(RunFolder.modelFolder))
+            try RunFolder.writeResult(result, in: out)
             // The report is for reading: a failure to write it is said, not fatal to a finished run.
             do {
                 let report = try RunReport(runDirectory: out).write()

@@ -39,7 +39,7 @@ public struct RunIdentity: Codable, Equatable, Sendable {
             }
             let data: Data
             do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-                throw CSSLMError("\(url.path): cannot read (\(error.localizedDescription))")
+                throw CSSLMError("\(url.path): cannot read (\(fileErrorReason(error, path: url.path)))")
             }
             h.update(Data("\(name)\n\(data.count)\n".utf8))
             h.update(data)
