@@ -336,16 +336,15 @@ public final class Trainer {
             let totals = try reducer.allreduce(model.parameters.grads.buffer,
                                                local: LocalStepTotals(lossSum: losses.total, exampleCount: input.local.count,
                                                                       nonFinite: !losses.total.isFinite, extraSums: losses.parts))
-            let lr = config.learningRate * schedule.multiplier(stageStep)
+            let lr = schedule.learningRate(peak: config.learningRate, step: stageStep)
             if totals.nonFinite {
                 if communicator.rank == 0 {
                     diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
                 }
             } else {
-                let norm = Float(totals.gradientNorm)
-                let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
-                if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
-                optimizer.update(model.parameters, lr: lr)
+                optimizerStep(model.parameters, optimizer: optimizer, schedule: schedule, step: stageStep,
+                              peakLearningRate: config.learningRate, maxGradNorm: config.maxGradNorm,
+                              gradientNorm: Float(totals.gradientNorm))
             }
             let seconds = Date().timeIntervalSince(t0)
             let parts = zip(partNames, totals.extraSums).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " ")
