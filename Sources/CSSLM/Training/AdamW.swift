@@ -24,6 +24,8 @@ public final class AdamW {
     public let v: FloatBuffer
     /// Number of updates applied so far.
     public var step: Int = 0
+    /// Tensors this optimizer leaves alone: no step, no weight decay, moments kept.
+    public var frozen: Set<String> = []
 
     public init(config: AdamWConfig, parameterCount: Int) {
         self.config = config
@@ -42,7 +44,7 @@ public final class AdamW {
         let invBc2Sqrt = Float(1 / bc2Sqrt)
         let b2 = c.beta2, eps = c.eps, oneMinusB1 = 1 - c.beta1, oneMinusB2 = 1 - c.beta2
         let p = params.values.base, g = params.grads.base, m = m.base, v = v.base
-        for spec in params.specs {
+        for spec in params.specs where !frozen.contains(spec.name) {
             let decay: Float = spec.decays ? 1 - lr * c.weightDecay : 1
             // Elementwise, so any split gives the same bits; SIMD written out because the loop
             // reads and writes four buffers the compiler cannot prove disjoint.

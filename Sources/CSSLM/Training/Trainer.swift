@@ -295,10 +295,13 @@ public final class Trainer {
         let totalSteps = steps > 0 ? steps : stepsPerEpoch * epochs
         let evalEvery = config.evalEvery > 0 ? config.evalEvery : stepsPerEpoch
         let lastEpoch = (totalSteps - 1) / stepsPerEpoch
-        let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
+        var schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
         var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
         if config.method == .finetune { adamConfig.weightDecay = 0 }
         let optimizer = AdamW(config: adamConfig, parameterCount: model.parameters.count)
+        // Stage 3 does not train the retrieval heads (the faithful scorer uses stage 1's): without
+        // this, weight decay alone would shrink them step by step.
+        if index == 1 { optimizer.frozen = Set(retrievalHeadTensors(hidden: hidden).map(\.name)) }
         let reducer = try GradientAllreducer(communicator: communicator, parameterRanges: model.parameters.specs.map(\.range),
                                              averaging: .sum, extraSumCount: partNames.count)
         let stageSeed = CounterRandom.streamKey(seed: config.seed, step: 0, example: 0, site: name.hashValueStable)
@@ -309,6 +312,8 @@ public final class Trainer {
         if let r = resumePoint, r.progress.stageIndex == index {
             resumePoint = nil
             r.restore(optimizer: optimizer, bestWeights: bestWeights)
+            // The schedule of the run being continued, not one rebuilt from flags changed since.
+            schedule = r.state.schedule
             sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed, position: r.state.sampler)
             best = r.progress.best
             stageStep = r.progress.stageStep
