@@ -212,12 +212,20 @@ final class DistributedLocalTests: XCTestCase {
         }
     }
 
-    func testSamplerWrapsIntoTheNextEpochAndResumesFromItsPosition() {
+    /// An epoch is one pass: ⌈N/B⌉ batches, the last one short, cover every example exactly once
+    /// (issue 13: the last batch used to be topped up from the next epoch).
+    func testSamplerEpochIsOnePassWithAShortLastBatchAndResumesFromItsPosition() {
         var sampler = GlobalSampler(datasetSize: 5, globalBatchSize: 3, seed: 9)
         let first = sampler.nextBatch(), second = sampler.nextBatch()
-        XCTAssertEqual(sampler.position, SamplerPosition(epoch: 1, cursor: 1))
-        XCTAssertEqual(second.epochs, [0, 0, 1])
-        XCTAssertEqual(Set(first.datasetIndices + second.datasetIndices.prefix(2)), Set(0..<5))
+        XCTAssertEqual(sampler.position, SamplerPosition(epoch: 1, cursor: 0))
+        XCTAssertEqual(second.epochs, [0, 0])
+        XCTAssertEqual((first.datasetIndices + second.datasetIndices).sorted(), Array(0..<5))
+        for (n, b) in [(12, 5), (10, 7), (3, 8), (6, 3)] {
+            var s = GlobalSampler(datasetSize: n, globalBatchSize: b, seed: 1)
+            let epoch = (0..<((n + b - 1) / b)).flatMap { _ in s.nextBatch().datasetIndices }
+            XCTAssertEqual(epoch.sorted(), Array(0..<n), "N = \(n), B = \(b): one pass")
+            XCTAssertEqual(s.position, SamplerPosition(epoch: 1, cursor: 0))
+        }
         let saved = sampler.position
         let third = sampler.nextBatch()
         var resumed = GlobalSampler(datasetSize: 5, globalBatchSize: 3, seed: 9, position: saved)

@@ -55,8 +55,9 @@ final class EncoderParityTests: XCTestCase {
         for step in 0..<10 {
             model.parameters.grads.zero()
             losses.append(try model.lossAndGradient(batch, labels: labels, dropout: .off(batch: batch.batch)))
-            norms.append(clipGradientNorm(model.parameters.grads, maxNorm: 1))
-            optimizer.update(model.parameters, lr: lr * schedule.multiplier(step))
+            // The trainer's own step (clip, schedule, AdamW), not a copy of it.
+            norms.append(optimizerStep(model.parameters, optimizer: optimizer, schedule: schedule, step: step,
+                                       peakLearningRate: lr, maxGradNorm: 1).gradientNorm)
         }
         let reference = try fx.floats("adamw.losses")
         print("losses ours ", losses.map { String(format: "%.6f", $0) }.joined(separator: " "))

@@ -77,3 +77,57 @@ public struct FeatureGather {
                                        .sum, name: name)
     }
 }
+
+/// A gathered set of sentence features: t and e [M, H] and labels [M] in rank order, with the
+/// layout that routes their gradients back.
+public struct GatheredFeatures {
+    public var t: [Float]
+    public var e: [Float]
+    public var labels: [Int]
+    public let gather: FeatureGather
+    public var count: Int { labels.count }
+    var hidden: Int { gather.width / 2 }
+
+    /// Gathers every rank's t, e [n, H] and labels [n]; t and e travel as one [n, 2H] block.
+    public init(communicator: Communicator, t: [Float], e: [Float], labels: [Int], rowsPerRank: [Int], hidden h: Int) throws {
+        let n = labels.count
+        let gather = FeatureGather(communicator: communicator, rowsPerRank: rowsPerRank, width: 2 * h)
+        self.gather = gather
+        let m = gather.globalRows
+        let local = interleave(t, e, rows: n, width: h)
+        var all = [Float](repeating: 0, count: m * 2 * h)
+        var globalLabels = [Int](repeating: 0, count: m)
+        try local.withUnsafeBufferPointer { l in try all.withUnsafeMutableBufferPointer { try gather.gather(l, into: $0) } }
+        try labels.withUnsafeBufferPointer { l in try globalLabels.withUnsafeMutableBufferPointer { try gather.gatherLabels(l, into: $0) } }
+        (self.t, self.e) = split(all, rows: m, width: h)
+        self.labels = globalLabels
+    }
+
+    /// d(this rank's loss)/d(t), d(e) [M, H] of every rank → the global loss's gradient with
+    /// respect to this rank's own rows [n, H] (summed over ranks).
+    public func scatterGradients(dT: [Float], dE: [Float]) throws -> (dT: [Float], dE: [Float]) {
+        let h = hidden, n = gather.localRows.count
+        let all = interleave(dT, dE, rows: count, width: h)
+        var local = [Float](repeating: 0, count: n * 2 * h)
+        try all.withUnsafeBufferPointer { a in try local.withUnsafeMutableBufferPointer { try gather.scatterGradient(a, into: $0) } }
+        return split(local, rows: n, width: h)
+    }
+}
+
+/// [rows, W] and [rows, W] → [rows, 2W], row r = [a_r; b_r].
+private func interleave(_ a: [Float], _ b: [Float], rows: Int, width w: Int) -> [Float] {
+    var out = [Float](repeating: 0, count: rows * 2 * w)
+    for r in 0..<rows {
+        for j in 0..<w { out[r * 2 * w + j] = a[r * w + j]; out[r * 2 * w + w + j] = b[r * w + j] }
+    }
+    return out
+}
+
+/// The inverse of `interleave`.
+private func split(_ x: [Float], rows: Int, width w: Int) -> ([Float], [Float]) {
+    var a = [Float](repeating: 0, count: rows * w), b = a
+    for r in 0..<rows {
+        for j in 0..<w { a[r * w + j] = x[r * 2 * w + j]; b[r * w + j] = x[r * 2 * w + w + j] }
+    }
+    return (a, b)
+}

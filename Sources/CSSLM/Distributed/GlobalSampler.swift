@@ -50,7 +50,7 @@ public struct LocalBatch: Equatable, Sendable {
     public var count: Int { datasetIndices.count }
 }
 
-/// Draws fixed-size global batches from per-epoch permutations.
+/// Draws global batches of `globalBatchSize` (the last of an epoch: the rest) from per-epoch permutations.
 ///
 /// ```swift
 /// var sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: 32, seed: 42)
@@ -103,20 +103,17 @@ public struct GlobalSampler: Sendable {
         return start..<(start + q + (rank < m ? 1 : 0))
     }
 
-    /// The next global batch; advances the position.
+    /// The next global batch; advances the position. An epoch is one pass over the data: its
+    /// last batch is short when the dataset size is not a multiple of the batch size (it used to
+    /// be topped up from the next epoch's permutation, so ⌈N/B⌉ steps were more than one pass).
     public mutating func nextBatch() -> GlobalBatch {
-        var indices: [Int] = [], epochs: [Int] = []
-        indices.reserveCapacity(globalBatchSize)
-        epochs.reserveCapacity(globalBatchSize)
-        while indices.count < globalBatchSize {
-            let take = min(globalBatchSize - indices.count, datasetSize - position.cursor)
-            indices.append(contentsOf: order[position.cursor..<(position.cursor + take)])
-            epochs.append(contentsOf: repeatElement(position.epoch, count: take))
-            position.cursor += take
-            if position.cursor == datasetSize {
-                position = SamplerPosition(epoch: position.epoch + 1, cursor: 0)
-                order = Self.permutation(count: datasetSize, seed: seed, epoch: position.epoch)
-            }
+        let take = min(globalBatchSize, datasetSize - position.cursor)
+        let indices = Array(order[position.cursor..<(position.cursor + take)])
+        let epochs = [Int](repeating: position.epoch, count: take)
+        position.cursor += take
+        if position.cursor == datasetSize {
+            position = SamplerPosition(epoch: position.epoch + 1, cursor: 0)
+            order = Self.permutation(count: datasetSize, seed: seed, epoch: position.epoch)
         }
         return GlobalBatch(datasetIndices: indices, epochs: epochs)
     }

@@ -24,6 +24,8 @@ public final class AdamW {
     public let v: FloatBuffer
     /// Number of updates applied so far.
     public var step: Int = 0
+    /// Tensors this optimizer leaves alone: no step, no weight decay, moments kept.
+    public var frozen: Set<String> = []
 
     public init(config: AdamWConfig, parameterCount: Int) {
         self.config = config
@@ -42,7 +44,7 @@ public final class AdamW {
         let invBc2Sqrt = Float(1 / bc2Sqrt)
         let b2 = c.beta2, eps = c.eps, oneMinusB1 = 1 - c.beta1, oneMinusB2 = 1 - c.beta2
         let p = params.values.base, g = params.grads.base, m = m.base, v = v.base
-        for spec in params.specs {
+        for spec in params.specs where !frozen.contains(spec.name) {
             let decay: Float = spec.decays ? 1 - lr * c.weightDecay : 1
             // Elementwise, so any split gives the same bits; SIMD written out because the loop
             // reads and writes four buffers the compiler cannot prove disjoint.
@@ -85,20 +87,30 @@ public struct LinearSchedule: Codable, Equatable, Sendable {
     public init(warmupFraction: Double, totalSteps: Int) {
         self.init(warmupSteps: Int(warmupFraction * Double(totalSteps)), totalSteps: totalSteps)
     }
+    /// The learning rate of the 0-based `step` for a peak of `peak`.
+    public func learningRate(peak: Float, step: Int) -> Float { peak * multiplier(step) }
     public func multiplier(_ step: Int) -> Float {
         if step < warmupSteps { return Float(step) / Float(max(1, warmupSteps)) }
         return max(0, Float(totalSteps - step) / Float(max(1, totalSteps - warmupSteps)))
     }
 }
 
-/// Scales gradients so their global L2 norm is at most `maxNorm`; returns the norm before
-/// clipping (torch.nn.utils.clip_grad_norm_ with its 1e-6 guard).
+/// One optimizer step as every stage takes it (docs/method.md#optimisation-and-schedule): the
+/// gradient clipped to `maxGradNorm` by its global L2 norm (torch.nn.utils.clip_grad_norm_ with its
+/// 1e-6 guard), then AdamW at `peakLearningRate` × the schedule's multiplier of the stage's 0-based
+/// `step`. `gradientNorm` is the norm when already known (the trainer's allreduce computes it over
+/// all ranks); nil computes it from `params.grads`. Returns the norm before clipping and the rate.
 @discardableResult
-public func clipGradientNorm(_ grads: FloatBuffer, maxNorm: Float) -> Float {
-    let norm = Float(sumOfSquares(grads.base, grads.count).squareRoot())
-    let coef = min(maxNorm / (norm + 1e-6), 1)
+public func optimizerStep(_ params: ParameterSet, optimizer: AdamW, schedule: LinearSchedule, step: Int,
+                          peakLearningRate: Float, maxGradNorm: Float,
+                          gradientNorm: Float? = nil) -> (gradientNorm: Float, learningRate: Float) {
+    let grads = params.grads
+    let norm = gradientNorm ?? Float(sumOfSquares(grads.base, grads.count).squareRoot())
+    let coef = min(maxGradNorm / (norm + 1e-6), 1)
     if coef < 1 { scale(grads.base, grads.count, by: coef) }
-    return norm
+    let lr = schedule.learningRate(peak: peakLearningRate, step: step)
+    optimizer.update(params, lr: lr)
+    return (norm, lr)
 }
 
 /// x[i] *= s, i < n

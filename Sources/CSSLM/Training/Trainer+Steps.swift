@@ -4,52 +4,8 @@
 // (FeatureGather), so W ranks compute the same step as one process.
 import Foundation
 
-/// Features of the global set, gathered: t and e [M, H] and labels [M].
-struct GatheredFeatures {
-    var t: [Float]
-    var e: [Float]
-    var labels: [Int]
-    let gather: FeatureGather
-    var count: Int { labels.count }
-}
-
 extension Trainer {
     static let negativesSite = 0x4E45_4753
-
-    /// Gathers this rank's rows of t, e [n, H] and labels into the global set.
-    func gatherFeatures(t: [Float], e: [Float], labels: [Int], rowsPerRank: [Int]) throws -> GatheredFeatures {
-        let h = hidden, n = labels.count
-        let gather = FeatureGather(communicator: communicator, rowsPerRank: rowsPerRank, width: 2 * h)
-        let m = gather.globalRows
-        var local = [Float](repeating: 0, count: n * 2 * h)
-        for r in 0..<n {
-            for j in 0..<h { local[r * 2 * h + j] = t[r * h + j]; local[r * 2 * h + h + j] = e[r * h + j] }
-        }
-        var all = [Float](repeating: 0, count: m * 2 * h)
-        var globalLabels = [Int](repeating: 0, count: m)
-        try local.withUnsafeBufferPointer { l in try all.withUnsafeMutableBufferPointer { try gather.gather(l, into: $0) } }
-        try labels.withUnsafeBufferPointer { l in try globalLabels.withUnsafeMutableBufferPointer { try gather.gatherLabels(l, into: $0) } }
-        var gt = [Float](repeating: 0, count: m * h), ge = gt
-        for r in 0..<m {
-            for j in 0..<h { gt[r * h + j] = all[r * 2 * h + j]; ge[r * h + j] = all[r * 2 * h + h + j] }
-        }
-        return GatheredFeatures(t: gt, e: ge, labels: globalLabels, gather: gather)
-    }
-
-    /// Sums the column gradients dT, dE [M, H] over ranks and adds this rank's rows into dLocalT/E [n, H].
-    func scatterColumnGradients(_ g: GatheredFeatures, dT: [Float], dE: [Float],
-                                into dLocalT: inout [Float], _ dLocalE: inout [Float]) throws {
-        let h = hidden, m = g.count, n = dLocalT.count / max(h, 1)
-        var all = [Float](repeating: 0, count: m * 2 * h)
-        for r in 0..<m {
-            for j in 0..<h { all[r * 2 * h + j] = dT[r * h + j]; all[r * 2 * h + h + j] = dE[r * h + j] }
-        }
-        var local = [Float](repeating: 0, count: n * 2 * h)
-        try all.withUnsafeBufferPointer { a in try local.withUnsafeMutableBufferPointer { try g.gather.scatterGradient(a, into: $0) } }
-        for r in 0..<n {
-            for j in 0..<h { dLocalT[r * h + j] += local[r * 2 * h + j]; dLocalE[r * h + j] += local[r * 2 * h + h + j] }
-        }
-    }
 
     /// t and e [n, H] of the latest forward.
     func features(_ batch: TokenBatch) -> (t: [Float], e: [Float]) {
@@ -62,32 +18,38 @@ extension Trainer {
         DropoutContext(probability: 0.1, seed: config.seed, step: step, exampleIndex: Array(rows))
     }
 
-    /// This rank's share of the configured contrastive loss (L_pair, or SupCon on t) over a gathered
-    /// set t, e [M, H] with `labels` [M], anchors at the gathered rows `anchors` (this rank's own),
-    /// divided by `divisor` (stage 3's ½). Every feature gradient, the anchors' included, is added
-    /// into the gathered dT, dE [M, H] for the reduce-scatter; head gradients into the flat buffer.
-    func contrastiveLoss(t: [Float], e: [Float], labels: [Int], anchors: Range<Int>, divisor: Int,
-                         dT: inout [Float], dE: inout [Float]) -> (loss: Double, maskedAnchors: Int) {
-        let m = labels.count, h = hidden
-        guard m > 0 else { return (0, 0) }
-        switch config.contrastive {
-        case .supcon:
-            let r = supConLoss(features: t, labels: labels, width: h, anchors: anchors, temperature: config.temperature,
-                               lossScale: 1 / Float(divisor), gradient: &dT)
-            return (Double(r.loss), r.maskedAnchors)
-        case .pair:
-            let a = anchors.lowerBound * h, ps = model.parameters
-            var dRowT = [Float](repeating: 0, count: anchors.count * h), dRowE = dRowT
-            let loss = t.withUnsafeBufferPointer { tp in e.withUnsafeBufferPointer { ep in
-                pairLoss(rowE: ep.baseAddress! + a, rowT: tp.baseAddress! + a, rowLabels: Array(labels[anchors]),
-                         colE: ep.baseAddress!, colT: tp.baseAddress!, colLabels: labels, hidden: h,
-                         weight: ps.value("pair.weight"), bias: ps.value("pair.bias"), pairCount: divisor * m * m,
-                         dRowE: &dRowE, dRowT: &dRowT, dColE: &dE, dColT: &dT,
-                         dWeight: ps.grad("pair.weight"), dBias: ps.grad("pair.bias")).loss
-            } }
-            for k in 0..<(anchors.count * h) { dT[a + k] += dRowT[k]; dE[a + k] += dRowE[k] }
-            return (Double(loss), 0)
+    /// The configured contrastive loss with the current `pair` head.
+    var contrastiveObjective: ContrastiveObjective {
+        config.contrastive == .supcon ? .supcon(temperature: config.temperature) : .pair(pairHead("pair"))
+    }
+
+    /// The current weight [2, ·] and bias [2] of the pair head `name`.
+    func pairHead(_ name: String) -> PairHead {
+        let ps = model.parameters
+        func copy(_ tensor: String) -> [Float] {
+            Array(UnsafeBufferPointer(start: ps.value(tensor), count: ps.spec(tensor)!.count))
         }
+        return PairHead(weight: copy(name + ".weight"), bias: copy(name + ".bias"))
+    }
+
+    /// Gathers this rank's features of `batch` and its `labels` into the global set, evaluates
+    /// `loss` (a stage loss of Objectives/StageLosses.swift) there, adds the heads' gradients to the
+    /// flat buffer and the reduce-scattered feature gradients to the batch's rows.
+    func compareAcrossRanks(_ batch: TokenBatch, labels: [Int], rowsPerRank: [Int],
+                            _ loss: (GatheredFeatures) -> StageLoss) throws -> StageLoss {
+        let (t, e) = features(batch)
+        let g = try GatheredFeatures(communicator: communicator, t: t, e: e, labels: labels, rowsPerRank: rowsPerRank, hidden: hidden)
+        let result = loss(g)
+        let ps = model.parameters
+        for (name, gradient) in [("pair", result.pair), (RetrievalHeads.taskName, result.task), (RetrievalHeads.domainName, result.domain)] {
+            guard let gradient else { continue }
+            let dw = ps.grad(name + ".weight"), db = ps.grad(name + ".bias")
+            for i in gradient.weight.indices { dw[i] += gradient.weight[i] }
+            for i in gradient.bias.indices { db[i] += gradient.bias[i] }
+        }
+        let local = try g.scatterGradients(dT: result.dT, dE: result.dE)
+        if batch.batch > 0 { model.addFeatureGradient(batch, dT: local.dT, dE: local.dE) }
+        return result
     }
 
     /// `finetune`: CE on the labelled batch; `scl`: CE + the contrastive loss (L_pair or SupCon)
@@ -104,19 +66,15 @@ extension Trainer {
             let share = Float(n) / Float(b)
             ce = Double(try model.classifierBackward(batch, labels: labels, dropout: drop, lossScale: share) * share)
         }
-        var contrastive: (loss: Double, maskedAnchors: Int) = (0, 0)
+        var contrastive = StageLoss(parts: [0], dT: [], dE: [])
         if config.method == .scl {
-            let (t, e) = features(batch)
-            let g = try gatherFeatures(t: t, e: e, labels: labels, rowsPerRank: s.rowsPerRank)
-            var dT = [Float](repeating: 0, count: n * hidden), dE = dT
-            var dColT = [Float](repeating: 0, count: g.count * hidden), dColE = dColT
-            contrastive = contrastiveLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, divisor: 1,
-                                          dT: &dColT, dE: &dColE)
-            try scatterColumnGradients(g, dT: dColT, dE: dColE, into: &dT, &dE)
-            if n > 0 { model.addFeatureGradient(batch, dT: dT, dE: dE) }
+            contrastive = try compareAcrossRanks(batch, labels: labels, rowsPerRank: s.rowsPerRank) { g in
+                contrastiveStageLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, hidden: hidden,
+                                     contrastive: contrastiveObjective)
+            }
         }
         if n > 0 { model.encoderBackward(batch, dropout: drop) }
-        return StepLosses(parts: [ce, contrastive.loss], maskedAnchors: contrastive.maskedAnchors)
+        return StepLosses(parts: [ce, Double(contrastive.parts[0])], maskedAnchors: contrastive.maskedAnchors)
     }
 
     /// Stage 1 (init): L_cls + L_pair(Q) (or SupCon) + L_task + L_dom (docs/method.md#stages). L_dom's
@@ -135,7 +93,6 @@ extension Trainer {
             try model.forward(nb, dropout: .off(batch: nb.batch), keepForBackward: false)
             negE = features(nb).e
         }
-        let negCount = negE.count / h
         var batch = TokenBatch.empty
         let drop = dropout(step: s.step, rows: s.local.globalRows)
         var ce = 0.0
@@ -145,46 +102,13 @@ extension Trainer {
             let share = Float(n) / Float(b)
             ce = Double(try model.classifierBackward(batch, labels: labels, dropout: drop, lossScale: share) * share)
         }
-        let (t, e) = features(batch)
-        let g = try gatherFeatures(t: t, e: e, labels: labels, rowsPerRank: s.rowsPerRank)
-        var dT = [Float](repeating: 0, count: n * h), dE = dT
-        var dColT = [Float](repeating: 0, count: g.count * h), dColE = dColT
-        let ps = model.parameters
-        let contrastive = contrastiveLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, divisor: 1,
-                                          dT: &dColT, dE: &dColE)
-        let detach = s.epoch > 0
-        let task = "\(RetrievalHeads.taskName)", dom = "\(RetrievalHeads.domainName)"
-        var lTask: Float = 0, lDom: Float = 0
-        t.withUnsafeBufferPointer { tp in e.withUnsafeBufferPointer { ep in g.t.withUnsafeBufferPointer { gt in
-        g.e.withUnsafeBufferPointer { ge in negE.withUnsafeBufferPointer { np in
-        dT.withUnsafeMutableBufferPointer { dt in dE.withUnsafeMutableBufferPointer { de in
-        dColT.withUnsafeMutableBufferPointer { dct in dColE.withUnsafeMutableBufferPointer { dce in
-            lTask = linearPairLoss(rows: [PairBlock(tp.baseAddress!, weightOffset: 0, gradient: detach ? nil : dt.baseAddress)],
-                                   rowCount: n, columns: [PairBlock(gt.baseAddress!, weightOffset: h, gradient: detach ? nil : dct.baseAddress)],
-                                   columnCount: g.count, width: h, inputWidth: 2 * h, weight: ps.value(task + ".weight"),
-                                   bias: ps.value(task + ".bias"), pairCount: b * b,
-                                   target: { labels[$0] == g.labels[$1] ? 1 : 0 },
-                                   dWeight: ps.grad(task + ".weight"), dBias: ps.grad(task + ".bias")).loss
-            let pairs = b * (b + negCount)
-            lDom = linearPairLoss(rows: [PairBlock(ep.baseAddress!, weightOffset: 0, gradient: detach ? nil : de.baseAddress)],
-                                  rowCount: n, columns: [PairBlock(ge.baseAddress!, weightOffset: h, gradient: detach ? nil : dce.baseAddress)],
-                                  columnCount: g.count, width: h, inputWidth: 2 * h, weight: ps.value(dom + ".weight"),
-                                  bias: ps.value(dom + ".bias"), pairCount: pairs, target: { _, _ in 1 },
-                                  dWeight: ps.grad(dom + ".weight"), dBias: ps.grad(dom + ".bias")).loss
-            if negCount > 0 {
-                lDom += linearPairLoss(rows: [PairBlock(ep.baseAddress!, weightOffset: 0, gradient: detach ? nil : de.baseAddress)],
-                                       rowCount: n, columns: [PairBlock(np.baseAddress!, weightOffset: h)],
-                                       columnCount: negCount, width: h, inputWidth: 2 * h, weight: ps.value(dom + ".weight"),
-                                       bias: ps.value(dom + ".bias"), pairCount: pairs, target: { _, _ in 0 },
-                                       dWeight: ps.grad(dom + ".weight"), dBias: ps.grad(dom + ".bias")).loss
-            }
-        } } } } } } } } }
-        try scatterColumnGradients(g, dT: dColT, dE: dColE, into: &dT, &dE)
-        if n > 0 {
-            model.addFeatureGradient(batch, dT: dT, dE: dE)
-            model.encoderBackward(batch, dropout: drop)
+        let loss = try compareAcrossRanks(batch, labels: labels, rowsPerRank: s.rowsPerRank) { g in
+            initStageLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, hidden: h, contrastive: contrastiveObjective,
+                          task: pairHead(RetrievalHeads.taskName), domain: pairHead(RetrievalHeads.domainName),
+                          negatives: negE, detach: s.epoch > 0)
         }
-        return StepLosses(parts: [ce, contrastive.loss, Double(lTask), Double(lDom)], maskedAnchors: contrastive.maskedAnchors)
+        if n > 0 { model.encoderBackward(batch, dropout: drop) }
+        return StepLosses(parts: [ce] + loss.parts.map(Double.init), maskedAnchors: loss.maskedAnchors)
     }
 
     /// Stage 3: retrieval for the global batch's queries (features gathered), the augmented set M
@@ -232,37 +156,21 @@ extension Trainer {
                 }
             })
             try model.forward(batch, dropout: drop)
-            let weights = isQuery.map { $0 ? 1 / Float(b) : (config.method == .selftrain ? 1 / Float(b * k) : 0) }
+            let weights = mainStageRowWeights(isQuery: isQuery, queries: b, topK: k, selftrain: config.method == .selftrain)
             ce = Double(try model.classifierBackward(batch, labels: labelsM, dropout: drop, rowWeights: weights))
         }
         guard config.method == .csslm else {
             if !items.isEmpty { model.encoderBackward(batch, dropout: drop) }
             return StepLosses(parts: [ce], record: ["retrieved_in_domain": graded.inDomain, "retrieved_correct": graded.correct])
         }
-        // 4. ½ L(M) over the global M and ½ L(Q) over its query rows (divisor 2), L the configured
-        //    contrastive loss; all feature gradients go into the gathered dColT/E.
-        let (mt, me) = features(batch)
-        let gm = try gatherFeatures(t: mt, e: me, labels: labelsM, rowsPerRank: m.rowsPerRank(worldSize: communicator.size))
-        var dT = [Float](repeating: 0, count: items.count * h), dE = dT
-        var dColT = [Float](repeating: 0, count: gm.count * h), dColE = dColT
-        let lossM = contrastiveLoss(t: gm.t, e: gm.e, labels: gm.labels, anchors: gm.gather.localRows, divisor: 2,
-                                    dT: &dColT, dE: &dColE)
-        // Query rows: every (K+1)-th row of M; this rank's anchors are the ones inside its rows `mine`.
-        let globalQ = m.items.indices.filter { if case .query = m.items[$0].source { return true } else { return false } }
-        let anchorsQ = (globalQ.firstIndex { $0 >= mine.lowerBound } ?? globalQ.count)..<(globalQ.firstIndex { $0 >= mine.upperBound } ?? globalQ.count)
-        func rows(_ x: [Float], _ idx: [Int]) -> [Float] { idx.flatMap { x[($0 * h)..<(($0 + 1) * h)] } }
-        var dQT = [Float](repeating: 0, count: globalQ.count * h), dQE = dQT
-        let lossQ = contrastiveLoss(t: rows(gm.t, globalQ), e: rows(gm.e, globalQ), labels: globalQ.map { gm.labels[$0] },
-                                    anchors: anchorsQ, divisor: 2, dT: &dQT, dE: &dQE)
-        for (i, row) in globalQ.enumerated() {
-            for j in 0..<h { dColT[row * h + j] += dQT[i * h + j]; dColE[row * h + j] += dQE[i * h + j] }
+        // 4. ½ (L(Q) + L(M)) over the global M, L the configured contrastive loss.
+        let queryRows = m.items.indices.filter { if case .query = m.items[$0].source { return true } else { return false } }
+        let loss = try compareAcrossRanks(batch, labels: labelsM, rowsPerRank: m.rowsPerRank(worldSize: communicator.size)) { g in
+            mainStageLoss(t: g.t, e: g.e, labels: g.labels, anchors: g.gather.localRows, queryRows: queryRows, hidden: h,
+                          contrastive: contrastiveObjective)
         }
-        try scatterColumnGradients(gm, dT: dColT, dE: dColE, into: &dT, &dE)
-        if !items.isEmpty {
-            model.addFeatureGradient(batch, dT: dT, dE: dE)
-            model.encoderBackward(batch, dropout: drop)
-        }
-        return StepLosses(parts: [ce, lossQ.loss, lossM.loss], maskedAnchors: lossQ.maskedAnchors + lossM.maskedAnchors,
+        if !items.isEmpty { model.encoderBackward(batch, dropout: drop) }
+        return StepLosses(parts: [ce] + loss.parts.map(Double.init), maskedAnchors: loss.maskedAnchors,
                           record: ["retrieved_in_domain": graded.inDomain, "retrieved_correct": graded.correct])
     }
 }

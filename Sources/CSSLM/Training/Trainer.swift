@@ -296,10 +296,13 @@ public final class Trainer {
         let totalSteps = steps > 0 ? steps : stepsPerEpoch * epochs
         let evalEvery = config.evalEvery > 0 ? config.evalEvery : stepsPerEpoch
         let lastEpoch = (totalSteps - 1) / stepsPerEpoch
-        let schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
+        var schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
         var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
         if config.method == .finetune { adamConfig.weightDecay = 0 }
         let optimizer = AdamW(config: adamConfig, parameterCount: model.parameters.count)
+        // Stage 3 does not train the retrieval heads (the faithful scorer uses stage 1's): without
+        // this, weight decay alone would shrink them step by step.
+        if index == 1 { optimizer.frozen = Set(retrievalHeadTensors(hidden: hidden).map(\.name)) }
         let reducer = try GradientAllreducer(communicator: communicator, parameterRanges: model.parameters.specs.map(\.range),
                                              averaging: .sum, extraSumCount: partNames.count)
         let stageSeed = CounterRandom.streamKey(seed: config.seed, step: 0, example: 0, site: name.hashValueStable)
@@ -310,6 +313,8 @@ public final class Trainer {
         if let r = resumePoint, r.progress.stageIndex == index {
             resumePoint = nil
             r.restore(optimizer: optimizer, bestWeights: bestWeights)
+            // The schedule of the run being continued, not one rebuilt from flags changed since.
+            schedule = r.state.schedule
             sampler = GlobalSampler(datasetSize: train.count, globalBatchSize: config.batchSize, seed: stageSeed, position: r.state.sampler)
             best = r.progress.best
             stageStep = r.progress.stageStep
@@ -337,16 +342,15 @@ public final class Trainer {
             let totals = try reducer.allreduce(model.parameters.grads.buffer,
                                                local: LocalStepTotals(lossSum: losses.total, exampleCount: input.local.count,
                                                                       nonFinite: !losses.total.isFinite, extraSums: losses.parts))
-            let lr = config.learningRate * schedule.multiplier(stageStep)
+            let lr = schedule.learningRate(peak: config.learningRate, step: stageStep)
             if totals.nonFinite {
                 if communicator.rank == 0 {
                     diagnostics.warning("step \(globalStep): non-finite loss or gradient on \(totals.nonFiniteRanks) rank(s); update skipped on all ranks")
                 }
             } else {
-                let norm = Float(totals.gradientNorm)
-                let coef = min(config.maxGradNorm / (norm + 1e-6), 1)
-                if coef < 1 { scale(model.parameters.grads.base, model.parameters.count, by: coef) }
-                optimizer.update(model.parameters, lr: lr)
+                optimizerStep(model.parameters, optimizer: optimizer, schedule: schedule, step: stageStep,
+                              peakLearningRate: config.learningRate, maxGradNorm: config.maxGradNorm,
+                              gradientNorm: Float(totals.gradientNorm))
             }
             let seconds = Date().timeIntervalSince(t0)
             let parts = zip(partNames, totals.extraSums).map { String(format: "%@ %.4f", $0, $1) }.joined(separator: " ")
