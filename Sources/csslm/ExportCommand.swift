@@ -14,7 +14,9 @@ struct ExportCommand: ParsableCommand {
             complete checkpoint; --best for the best-dev one). OUTDIR receives config.json, \
             model.safetensors, vocab.txt and the tokenizer files (loadable with \
             transformers.BertModel.from_pretrained), heads.safetensors (classifier and pair heads) \
-            and csslm_training_state.json. The checkpoint is verified against its MANIFEST first.
+            csslm_training_state.json and csslm_config.json (the run config; eval, predict and \
+            embed take their default --max-length from it). The checkpoint is verified against its \
+            MANIFEST first.
             """)
 
     @Argument(help: "Checkpoint folder, or run folder.") var checkpoint: String

@@ -5,14 +5,15 @@ import CSSLM
 import Foundation
 
 /// Reads lines from a file or stdin in batches of `size` and calls `body` with each batch.
-func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) throws {
+func forEachBatch(input: String?, size: Int, format: InputFormat = .raw, _ body: ([InputLine]) throws -> Void) throws {
     var handle: UnsafeMutablePointer<FILE>? = stdin
     if let input {
         guard let f = fopen(input, "r") else { throw ValidationError("\(input): cannot open (\(String(cString: strerror(errno))))") }
         handle = f
     }
     defer { if input != nil { fclose(handle) } }
-    var batch: [String] = []
+    var batch: [InputLine] = []
+    let decoder = JSONDecoder()
     var line: UnsafeMutablePointer<CChar>?
     defer { free(line) }
     var capacity = 0, number = 0
@@ -26,7 +27,13 @@ func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) 
         guard let text = String(bytes: bytes[0..<count], encoding: .utf8) else {
             throw CSSLMError("\(input ?? "stdin") line \(number): invalid UTF-8", hint: "convert the input to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
         }
-        batch.append(text)
+        switch format {
+        case .raw: batch.append(InputLine(text: text))
+        case .json:
+            do { batch.append(try decoder.decode(InputLine.self, from: Data(text.utf8))) } catch {
+                throw CSSLMError("\(input ?? "stdin") line \(number): expected a JSON string or an object with \"text\" (\(error))")
+            }
+        }
         if batch.count == size { try body(batch); batch.removeAll(keepingCapacity: true) }
     }
     // getline's -1 is also a read error (a folder given as --input: EISDIR), not only the end.
@@ -36,14 +43,24 @@ func forEachBatch(input: String?, size: Int, _ body: ([String]) throws -> Void) 
 
 /// The numeric flags eval, predict and embed share, checked against NumericRanges (a batch of 0
 /// used to loop forever in eval, a negative one to crash).
-func checkInferenceFlags(_ command: String, batchSize: Int, maxLength: Int) throws {
+func checkInferenceFlags(_ command: String, batchSize: Int, maxLength: Int?) throws {
     try NumericRanges.check(command: command, flag: "--batch-size", batchSize)
-    try NumericRanges.check(command: command, flag: "--max-length", maxLength)
+    if let maxLength { try NumericRanges.check(command: command, flag: "--max-length", maxLength) }
+}
+
+/// The help of eval's, predict's and embed's --max-length.
+func maxLengthHelp(otherwise fallback: Int) -> ArgumentHelp {
+    "Tokens per input, special tokens included (default: the max length the model folder was trained with, else \(fallback))."
+}
+
+/// --max-length if given, else the one `model` was trained with (its csslm_config.json), else `fallback`.
+func resolvedMaxLength(_ given: Int?, model: URL, otherwise fallback: Int) throws -> Int {
+    try given ?? RunFolder.trainedMaxLength(model) ?? fallback
 }
 
 /// Tokenises, pads and runs the encoder; returns the batch (for sequence positions).
-func encodeBatch(_ texts: [String], tokenizer: WordPieceTokenizer, model: BertClassifier, maxLength: Int) throws -> TokenBatch {
-    let encodings = texts.map { tokenizer.encode($0, maxLength: maxLength) }
+func encodeBatch(_ lines: [InputLine], tokenizer: WordPieceTokenizer, model: BertClassifier, maxLength: Int) throws -> TokenBatch {
+    let encodings = lines.map { tokenizer.encode($0.text, pair: $0.pair, maxLength: maxLength) }
     let batch = try TokenBatch(sequences: encodings.map(\.ids), typeIds: encodings.map(\.tokenTypeIds),
                                padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
     try model.forward(batch, dropout: .off(batch: batch.batch))
@@ -61,17 +78,20 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "cls | sep | mean (mean over real tokens, special tokens included, as sentence-transformers).")
     var pool: Pool = .cls
     @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(help: "raw: one text a line; json: one JSON string (or {\"text\", \"pair\"} object) a line.")
+    var inputFormat: InputFormat = .raw
+    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 128)) var maxLength: Int?
     @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
 
     func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
+        let maxLength = try resolvedMaxLength(maxLength, model: dir, otherwise: 128)
         let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
         let net = try BertClassifier(modelDirectory: dir, numLabels: 2)
         let h = net.config.hiddenSize
-        try forEachBatch(input: input, size: batchSize) { texts in
+        try forEachBatch(input: input, size: batchSize, format: inputFormat) { texts in
             let batch = try encodeBatch(texts, tokenizer: tokenizer, model: net, maxLength: maxLength)
             let last = net.encoderActivations.lastHidden
             var out = ""
@@ -104,13 +124,14 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "A trained model folder: config.json, model.safetensors, heads.safetensors, vocab.txt, labels.txt.")
     var model: String
     @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 128
+    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 128)) var maxLength: Int?
     @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
 
     func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
+        let maxLength = try resolvedMaxLength(maxLength, model: dir, otherwise: 128)
         let labelsURL = dir.appendingPathComponent("labels.txt")
         guard let labelText = try? String(contentsOf: labelsURL, encoding: .utf8) else {
             throw ValidationError("\(labelsURL.path): missing; predict needs a trained model folder (a run's model/)")
@@ -150,13 +171,14 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A trained model folder (a run's model/).") var model: String
     @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String
     @Option(help: "train | dev | test") var split = "test"
-    @Option(parsing: .unconditional, help: "Tokens per input, special tokens included.") var maxLength = 64
+    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 64)) var maxLength: Int?
     @Option(parsing: .unconditional, help: "Sentences per forward pass.") var batchSize = 64
 
     func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
+        let maxLength = try resolvedMaxLength(maxLength, model: dir, otherwise: 64)
         let splits = try DatasetSplits.load(directory: URL(fileURLWithPath: data))
         let modelLabels = try LabeledDataset.readLabels(at: dir.appendingPathComponent("labels.txt"))
         guard modelLabels == splits.labels else {

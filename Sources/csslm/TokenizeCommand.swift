@@ -16,10 +16,6 @@ struct TokenizeCommand: ParsableCommand {
             Example: echo 'Hello, world!' | csslm tokenize --model assets/models/all-MiniLM-L6-v2
             """)
 
-    enum InputFormat: String, ExpressibleByArgument, CaseIterable {
-        case raw, json
-    }
-
     @Option(help: "Model folder with vocab.txt (and tokenizer_config.json / tokenizer.json).")
     var model: String
 
@@ -69,7 +65,7 @@ struct TokenizeCommand: ParsableCommand {
                 pair = nil
             case .json:
                 do {
-                    let item = try decoder.decode(JSONLine.self, from: Data(line))
+                    let item = try decoder.decode(InputLine.self, from: Data(line))
                     (text, pair) = (item.text, item.pair)
                 } catch {
                     throw InputError(description: "\(source) line \(lineNumber): expected a JSON string or an object with \"text\" (\(error))")
@@ -122,24 +118,6 @@ private func forEachLine(fd: Int32, source: String, beforeRead: () -> Void,
 /// A bad input file or line (reported without the usage text a ValidationError brings).
 private struct InputError: Error, CustomStringConvertible {
     var description: String
-}
-
-/// One line of `--input-format json`.
-private struct JSONLine: Decodable {
-    var text: String
-    var pair: String?
-    private enum Keys: String, CodingKey { case text, pair }
-
-    init(from decoder: Decoder) throws {
-        if let s = try? decoder.singleValueContainer().decode(String.self) {
-            text = s
-            pair = nil
-        } else {
-            let c = try decoder.container(keyedBy: Keys.self)
-            text = try c.decode(String.self, forKey: .text)
-            pair = try c.decodeIfPresent(String.self, forKey: .pair)
-        }
-    }
 }
 
 /// Appends `[1,2,3]\n` without going through String formatting.

@@ -86,7 +86,7 @@ struct TrainOptions: ParsableArguments {
     var headInit: String?
     @Option(parsing: .unconditional, help: field("batchSize", "Global batch size (split across ranks).")) var batchSize: Int?
     @Option(parsing: .unconditional, help: field("learningRate", "AdamW peak learning rate.")) var learningRate: Float?
-    @Option(parsing: .unconditional, help: field("weightDecay", "AdamW weight decay (not biases or LayerNorm; finetune uses 0)."))
+    @Option(parsing: .unconditional, help: field("weightDecay", "AdamW weight decay (not biases or LayerNorm).", default: "0 for finetune, 0.01 otherwise"))
     var weightDecay: Float?
     @Option(parsing: .unconditional, help: field("warmupFraction", "Share of the stage's steps with a linear warmup.")) var warmupFraction: Double?
     @Option(parsing: .unconditional, help: field("maxGradNorm", "Clip the global gradient norm to this.")) var maxGradNorm: Float?
@@ -173,9 +173,9 @@ struct TrainOptions: ParsableArguments {
 }
 
 /// The help of a run-config field's flag: what it is, its range (NumericRanges) and the default.
-func field(_ name: String, _ what: String) -> ArgumentHelp {
+func field(_ name: String, _ what: String, default given: String? = nil) -> ArgumentHelp {
     let value = Mirror(reflecting: TrainConfig()).children.first { $0.label == name }?.value
-    let text = (value as? any RawRepresentable).map { "\($0.rawValue)" } ?? value.map { "\($0)" } ?? ""
+    let text = given ?? (value as? any RawRepresentable).map { "\($0.rawValue)" } ?? value.map { "\($0)" } ?? ""
     return ArgumentHelp(NumericRanges.help(name, what, default: text.isEmpty ? "\"\"" : text))
 }
 

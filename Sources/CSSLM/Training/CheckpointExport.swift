@@ -65,6 +65,7 @@ public func exportCheckpoint(_ selection: CheckpointSelection, runDirectory: URL
         notes.append("tokenizer_config.json written for an uncased BertTokenizer (none found)")
     }
     try put(try state.jsonData(), "csslm_training_state.json")
+    try put(try RunFolder.configData(state.config), RunFolder.trainingConfigFile)
 
     // The folder must load as a model: catches a config that does not match the weights.
     _ = try BertClassifier(modelDirectory: output, numLabels: state.numLabels)

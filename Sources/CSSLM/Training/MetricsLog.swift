@@ -60,3 +60,43 @@ public enum MetricsLog {
         }
     }
 }
+
+/// Rank 0's writer of metrics.jsonl: one `write` per record, so a kill cannot leave a line
+/// without its newline onto which a resumed session's first record would be appended. A failed
+/// write (a full disk, a lost mount) is an error naming the file, never a crash or a lost line.
+final class MetricsWriter {
+    let url: URL
+    private var fd: Int32
+
+    /// Opens `url` for a new log (emptied) or, `appending`, to continue the log of a resumed run.
+    init(url: URL, appending: Bool) throws {
+        self.url = url
+        fd = open(url.path, O_WRONLY | O_CREAT | (appending ? O_APPEND : O_TRUNC), 0o644)
+        guard fd >= 0 else { throw CSSLMError("\(url.path): cannot open the metrics log (\(String(cString: strerror(errno))))") }
+    }
+
+    deinit { close() }
+
+    /// Appends `object` as one line of sorted-key JSON. An object JSON cannot hold (a non-finite
+    /// number: the step whose update was skipped) leaves no line, as before.
+    func append(_ object: [String: Any]) throws {
+        guard let json = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        let line = json + Data([0x0A])
+        try line.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    throw CSSLMError("\(url.path): cannot write the metrics log (\(String(cString: strerror(n < 0 ? errno : EIO))))",
+                                     hint: "free space on its disk, then continue the run with --resume latest")
+                }
+                done += n
+            }
+        }
+    }
+
+    func close() {
+        if fd >= 0 { _ = Foundation.close(fd); fd = -1 }
+    }
+}

@@ -16,6 +16,23 @@ public enum RunFolder {
     public static let modelFolder = "model"
     /// Files model/ must hold for `csslm eval`, `predict`, `embed` and `export` to use it.
     public static let modelFiles = ["config.json", "vocab.txt", "labels.txt", "model.safetensors", "heads.safetensors"]
+    /// The run config a model folder was trained with (model/ of a run, an exported checkpoint):
+    /// inference takes its max length from it. Absent in folders of older versions.
+    public static let trainingConfigFile = "csslm_config.json"
+
+    /// The max length `modelDir` was trained with, from its `trainingConfigFile`; nil when the
+    /// folder has none (an HF model, a model/ of an older version).
+    public static func trainedMaxLength(_ modelDir: URL) throws -> Int? {
+        let url = modelDir.appendingPathComponent(trainingConfigFile)
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try TrainConfig.load(from: url).maxLength
+    }
+
+    /// The bytes of `trainingConfigFile` (and of a run's config.json) for `config`.
+    public static func configData(_ config: TrainConfig) throws -> Data {
+        let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try enc.encode(config)
+    }
 
     /// The run markers present in `dir` (empty when it is missing or holds no run).
     public static func markers(in dir: URL) -> [String] {

@@ -10,7 +10,7 @@ extension TrainConfig {
     var numericValues: [(field: String, value: Double)] {
         [("perClass", Double(perClass)), ("epochs", Double(epochs)), ("steps", Double(steps)), ("initSteps", Double(initSteps)),
          ("evalEvery", Double(evalEvery)), ("batchSize", Double(batchSize)), ("learningRate", Double(learningRate)),
-         ("weightDecay", Double(weightDecay)), ("warmupFraction", warmupFraction), ("maxGradNorm", Double(maxGradNorm)),
+         ("weightDecay", Double(effectiveWeightDecay)), ("warmupFraction", warmupFraction), ("maxGradNorm", Double(maxGradNorm)),
          ("maxLength", Double(maxLength)), ("evalBatchSize", Double(evalBatchSize)), ("devLimit", Double(devLimit)),
          ("testLimit", Double(testLimit)), ("initEpochs", Double(initEpochs)), ("poolSize", Double(poolSize)),
          ("minCorpusTokens", Double(minCorpusTokens)), ("corpusMaxLength", Double(corpusMaxLength)), ("topK", Double(topK)),

@@ -111,8 +111,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Global batch size (split across ranks).
     public var batchSize = 4
     public var learningRate: Float = 2e-5
-    /// AdamW weight decay (not on biases and LayerNorm); `finetune` uses 0 (docs/method.md#methods).
-    public var weightDecay: Float = 0.01
+    /// AdamW weight decay (not on biases and LayerNorm); nil = the method's default, 0 for
+    /// `finetune` and 0.01 otherwise (docs/method.md#methods). A value given is used as given;
+    /// the run's config.json records the value used (`resolvingDefaults`).
+    public var weightDecay: Float?
     public var warmupFraction = 0.1
     public var maxGradNorm: Float = 1.0
     /// Tokens per input, special tokens included.
@@ -207,17 +209,29 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// The weight decay the run uses: the one given, else the method's default.
+    public var effectiveWeightDecay: Float { weightDecay ?? (method == .finetune ? 0 : 0.01) }
+
+    /// This config with every method-dependent default written out (what a run records in its
+    /// config.json and checkpoints, so a resume continues with the value that was used).
+    public func resolvingDefaults() -> TrainConfig {
+        var c = self
+        c.weightDecay = effectiveWeightDecay
+        return c
+    }
+
     /// The corpus file this run reads.
     public var corpusPath: String {
         corpus.isEmpty ? "assets/corpus/\(URL(fileURLWithPath: data).lastPathComponent).txt" : corpus
     }
 
     /// Whether `other` trains the same way: equal but for how often it checkpoints and where the
-    /// pool cache lives.
+    /// pool cache lives (method defaults compared as the values they stand for).
     public func sameTraining(as other: TrainConfig) -> Bool {
-        var a = self
-        (a.checkpointEvery, a.keepCheckpoints, a.poolCache) = (other.checkpointEvery, other.keepCheckpoints, other.poolCache)
-        return a == other
+        var a = resolvingDefaults()
+        let b = other.resolvingDefaults()
+        (a.checkpointEvery, a.keepCheckpoints, a.poolCache) = (b.checkpointEvery, b.keepCheckpoints, b.poolCache)
+        return a == b
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {

@@ -28,7 +28,7 @@ extension Trainer {
         log(String(format: "[probe] logistic regression (C = 1) on %d unit %@ vectors: %d L-BFGS iterations, objective %.6f, "
                    + "max |gradient| %.1e, %.1f s", train.count, config.features.rawValue, fit.iterations, objective,
                    fit.gradientMax, Date().timeIntervalSince(started)))
-        record(["kind": "probe", "step": globalStep, "iterations": fit.iterations, "objective": objective,
+        try record(["kind": "probe", "step": globalStep, "iterations": fit.iterations, "objective": objective,
                 "gradient_max": fit.gradientMax, "train_accuracy": trainAccuracy(fit, unit)])
         return fit
     }
@@ -37,8 +37,8 @@ extension Trainer {
     func probeOnly() throws -> StageBest {
         try initialiseHeadFromProbe()
         let devMetrics = try evaluate(dev), testMetrics = try evaluate(test)
-        recordEval(stage: "probe", split: "dev", epoch: 0, step: 0, devMetrics)
-        recordEval(stage: "probe", split: "test", epoch: 0, step: 0, testMetrics)
+        try recordEval(stage: "probe", split: "dev", epoch: 0, step: 0, devMetrics)
+        try recordEval(stage: "probe", split: "test", epoch: 0, step: 0, testMetrics)
         log(String(format: "[probe] dev acc %.4f macro-F1 %.4f; test acc %.4f macro-F1 %.4f", devMetrics.accuracy, devMetrics.macroF1,
                    testMetrics.accuracy, testMetrics.macroF1))
         return StageBest(epoch: 0, step: 0, dev: devMetrics, test: testMetrics)

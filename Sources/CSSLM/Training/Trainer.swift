@@ -86,7 +86,8 @@ public final class Trainer {
     let hidden: Int
     /// Steps taken over all stages (keys dropout and retrieval draws).
     var globalStep = 0
-    var metricsFile: FileHandle?
+    /// Rank 0's metrics.jsonl.
+    var metrics: MetricsWriter?
     /// Continue from this checkpoint (Trainer+Checkpoint.swift).
     public var resume: CheckpointSelection?
     /// Save a checkpoint after this many steps (over all stages) and stop: `run` then returns nil.
@@ -103,6 +104,8 @@ public final class Trainer {
     public init(config: TrainConfig, communicator: Communicator, log: @escaping (String) -> Void = { print($0) },
                 logger: Logger = Logger(label: "csslm.train")) throws {
         try config.validate()
+        // The method's defaults written out: config.json and checkpoints record what was used.
+        let config = config.resolvingDefaults()
         self.config = config
         self.communicator = communicator
         self.log = communicator.rank == 0 ? log : { _ in }
@@ -183,19 +186,17 @@ public final class Trainer {
                        padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
     }
 
-    func record(_ object: [String: Any]) {
-        guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        // One write per line: a kill then cannot leave a line without its newline, onto which a
-        // resumed session's first record would be appended.
-        metricsFile.write(data + Data([0x0A]))
+    /// Appends a record to metrics.jsonl (rank 0; other ranks write nothing).
+    func record(_ object: [String: Any]) throws {
+        try metrics?.append(object)
     }
 
     /// One evaluation's record; test records carry the confusion matrix (the report draws it).
-    func recordEval(stage: String, split: String, epoch: Int, step: Int, _ m: ClassificationMetrics) {
+    func recordEval(stage: String, split: String, epoch: Int, step: Int, _ m: ClassificationMetrics) throws {
         var entry: [String: Any] = ["kind": "eval", "stage": stage, "split": split, "epoch": epoch, "step": step,
                                     "accuracy": m.accuracy, "macro_f1": m.macroF1]
         if split == "test" { entry["confusion"] = m.confusion }
-        record(entry)
+        try record(entry)
     }
 
     var outputURL: URL { URL(fileURLWithPath: config.output) }
@@ -209,20 +210,14 @@ public final class Trainer {
         try prepareCheckpoints()
         if communicator.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(config).write(to: out.appendingPathComponent("config.json"))
+            try RunFolder.configData(config).write(to: out.appendingPathComponent("config.json"))
             try sample.write(to: out.appendingPathComponent(FewShotSample.fileName), source: splits.train)
-            let metricsURL = out.appendingPathComponent("metrics.jsonl")
             // A resumed run appends to the log of the run it continues.
-            if resumePoint == nil || !FileManager.default.fileExists(atPath: metricsURL.path) {
-                _ = FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-            }
-            metricsFile = try FileHandle(forWritingTo: metricsURL)
-            try metricsFile?.seekToEnd()
+            metrics = try MetricsWriter(url: out.appendingPathComponent(MetricsLog.fileName), appending: resumePoint != nil)
         }
-        defer { try? metricsFile?.close() }
+        defer { metrics?.close() }
         if let r = resumePoint {
-            record(["kind": "resume", "step": r.state.step, "stage": r.state.stage, "epoch": r.state.epoch,
+            try record(["kind": "resume", "step": r.state.step, "stage": r.state.stage, "epoch": r.state.epoch,
                     "checkpoint": r.directory, "world_size": communicator.size])
         }
         log("[train] \(config.method.rawValue) on \(URL(fileURLWithPath: config.data).lastPathComponent): "
@@ -256,7 +251,7 @@ public final class Trainer {
                 }
                 try retriever.finish()
                 log("[retrieval] " + retrievalQuality.summary)
-                record(["kind": "retrieval", "step": globalStep, "drawn": retrievalQuality.drawn, "in_domain": retrievalQuality.inDomain,
+                try record(["kind": "retrieval", "step": globalStep, "drawn": retrievalQuality.drawn, "in_domain": retrievalQuality.inDomain,
                         "correct": retrievalQuality.correct, "distinct_per_class": retrievalQuality.distinctPerClass])
             }
         } catch let stop as StopRequested {
@@ -297,9 +292,8 @@ public final class Trainer {
         let evalEvery = config.evalEvery > 0 ? config.evalEvery : stepsPerEpoch
         let lastEpoch = (totalSteps - 1) / stepsPerEpoch
         var schedule = LinearSchedule(warmupFraction: config.warmupFraction, totalSteps: totalSteps)
-        var adamConfig = AdamWConfig(learningRate: config.learningRate, weightDecay: config.weightDecay)
-        if config.method == .finetune { adamConfig.weightDecay = 0 }
-        let optimizer = AdamW(config: adamConfig, parameterCount: model.parameters.count)
+        let optimizer = AdamW(config: AdamWConfig(learningRate: config.learningRate, weightDecay: config.effectiveWeightDecay),
+                              parameterCount: model.parameters.count)
         // Stage 3 does not train the retrieval heads (the faithful scorer uses stage 1's): without
         // this, weight decay alone would shrink them step by step.
         if index == 1 { optimizer.frozen = Set(retrievalHeadTensors(hidden: hidden).map(\.name)) }
@@ -364,7 +358,7 @@ public final class Trainer {
             for (k, v) in losses.record { entry[k] = v }
             recentParts.append(totals.extraSums)
             if recentParts.count > stepsPerEpoch { recentParts.removeFirst() }
-            record(entry)
+            try record(entry)
             globalStep += 1
             stageStep += 1
             guard stageStep % evalEvery == 0 || stageStep == totalSteps else {
@@ -372,11 +366,11 @@ public final class Trainer {
                 continue
             }
             let devMetrics = try evaluate(dev)
-            recordEval(stage: name, split: "dev", epoch: epoch, step: globalStep, devMetrics)
+            try recordEval(stage: name, split: "dev", epoch: epoch, step: globalStep, devMetrics)
             var improved = false
             if best == nil || devMetrics.accuracy > best!.dev.accuracy {
                 let testMetrics = try evaluate(test)
-                recordEval(stage: name, split: "test", epoch: epoch, step: globalStep, testMetrics)
+                try recordEval(stage: name, split: "test", epoch: epoch, step: globalStep, testMetrics)
                 best = StageBest(epoch: epoch, step: globalStep, dev: devMetrics, test: testMetrics)
                 bestWeights.copy(from: model.parameters.values)
                 improved = true
@@ -399,7 +393,7 @@ public final class Trainer {
     }
 
     /// Writes the current weights as an HF model folder (encoder in model.safetensors under HF
-    /// names, heads in heads.safetensors) with the tokenizer files and labels.txt.
+    /// names, heads in heads.safetensors) with the tokenizer files, labels.txt and the run's config.
     public func saveModel(to dir: URL) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -414,6 +408,8 @@ public final class Trainer {
             try fm.copyItem(at: from, to: to)
         }
         try writeAtomically(Data((splits.labels.joined(separator: "\n") + "\n").utf8), to: dir.appendingPathComponent("labels.txt"))
+        // eval, predict and embed take the run's max length from it.
+        try writeAtomically(try RunFolder.configData(config), to: dir.appendingPathComponent(RunFolder.trainingConfigFile))
     }
 
     /// Accuracy and macro-F1 on a split, each rank scoring a contiguous share (sorted by length
