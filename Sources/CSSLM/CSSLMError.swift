@@ -23,6 +23,7 @@ import Foundation
 /// often "The operation could not be completed. (NSCocoaErrorDomain error 256.)" for a folder
 /// given where a file belongs. Looks at the POSIX error under it, else at the path itself.
 public func fileErrorReason(_ error: Error, path given: String? = nil) -> String {
+    if let atomic = error as? AtomicWriteError { return "\(atomic.step): \(atomic.reason)" }
     let ns = error as NSError
     if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
     if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {

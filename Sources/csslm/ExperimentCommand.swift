@@ -190,14 +190,14 @@ struct ExperimentCommand: ParsableCommand {
             """
         let out = URL(fileURLWithPath: experimentOutput)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try Data((section + "\n").utf8).write(to: out.appendingPathComponent("results.md"), options: .atomic)
+        try writeAtomically(Data((section + "\n").utf8), to: out.appendingPathComponent("results.md"))
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(runs).write(to: out.appendingPathComponent("results.json"), options: .atomic)
+        try writeAtomically(try enc.encode(runs), to: out.appendingPathComponent("results.json"))
         print("\n" + section)
         if let results {
             let url = URL(fileURLWithPath: results)
             let existing = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
-            try Data(ExperimentTable.replacingSection(in: existing, with: section).utf8).write(to: url, options: .atomic)
+            try writeAtomically(Data(ExperimentTable.replacingSection(in: existing, with: section).utf8), to: url)
             print("[experiment] table written into \(results)")
         }
     }

@@ -50,7 +50,7 @@ public struct FewShotSample: Equatable, Sendable {
             out.append(0x0A)
         }
         do {
-            try out.write(to: url, options: .atomic)
+            try writeAtomically(out, to: url)
         } catch {
             throw DataError.unwritable(file: url.path, reason: fileErrorReason(error, path: url.path))
         }

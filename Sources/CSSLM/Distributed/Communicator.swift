@@ -3,6 +3,7 @@
 // `SingleProcessCommunicator` (one rank, no MPI calls). Every operation works in place on caller
 // memory (pointers, no array copies), is called by every rank in the same order, and throws a
 // typed error that names the collective when it fails.
+import Foundation
 
 /// The element types the collectives move: each maps to one MPI datatype.
 public enum CommunicatorScalarKind: Sendable {
@@ -120,6 +121,15 @@ extension Communicator {
     }
 
     public func barrier() throws { try barrier(name: "barrier") }
+
+    /// Sends rank 0's `data` (any length) to every rank: its length, then its bytes.
+    func broadcast(_ data: inout Data, name: String) throws {
+        var count = [rank == 0 ? data.count : 0]
+        try count.withUnsafeMutableBufferPointer { try broadcast($0, root: 0, name: "\(name) (size)") }
+        if rank != 0 { data = Data(count: count[0]) }
+        guard count[0] > 0 else { return }
+        try data.withUnsafeMutableBytes { try broadcast(bytes: $0, root: 0, name: name) }
+    }
 
     public func abort(_ message: String) -> Never { abort(message, code: 1) }
 

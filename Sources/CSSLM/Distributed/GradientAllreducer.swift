@@ -147,12 +147,12 @@ public final class GradientAllreducer {
         carrier = .allocate(capacity: sideOffset + Self.fixedSideCount + extraSumCount)
         carrier.initialize(repeating: 0)
 
-        var hasher = LayoutHash()
+        var hasher = FNV1a()  // a cheap fingerprint of the layout, compared across ranks
         for r in parameterRanges { hasher.add(r.lowerBound); hasher.add(r.upperBound) }
         for b in buckets { for s in b.spans { hasher.add(s.lowerBound); hasher.add(s.upperBound) } }
         hasher.add(extraSumCount)
         hasher.add(averaging == .sum ? 0 : 1)
-        try communicator.checkSameOnAllRanks(hasher.value, what: "the gradient bucket layout",
+        try communicator.checkSameOnAllRanks(Int(truncatingIfNeeded: hasher.value), what: "the gradient bucket layout",
                                              name: "allreduce(gradient layout check)")
     }
 
@@ -371,16 +371,4 @@ func scaleAndSumSquares(_ p: UnsafeMutablePointer<Float>, count: Int, scale: Flo
         blockStart = blockEnd
     }
     return total
-}
-
-/// FNV-1a over integers: a cheap fingerprint of a layout, compared across ranks.
-struct LayoutHash {
-    private(set) var value = Int(bitPattern: 0xCBF2_9CE4_8422_2325)
-    mutating func add(_ x: Int) {
-        var v = UInt64(bitPattern: Int64(x))
-        for _ in 0..<8 {
-            value = Int(bitPattern: (UInt(bitPattern: value) ^ UInt(v & 0xFF)) &* 0x100_0000_01B3)
-            v >>= 8
-        }
-    }
 }

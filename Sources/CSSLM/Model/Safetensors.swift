@@ -287,32 +287,10 @@ public enum SafetensorsWriter {
         return out
     }
 
-    /// Writes `entries` to `url` through a temporary file in the same folder, fsync and rename,
-    /// so a crash never leaves a half-written file under the final name.
+    /// Writes `entries` to `url` atomically (writeAtomically), so a crash never leaves a
+    /// half-written file under the final name.
     public static func write(_ entries: [SafetensorsEntry], metadata: [String: String] = [:], to url: URL) throws {
         let data = try encode(entries, metadata: metadata)
         try writeAtomically(data, to: url)
-    }
-}
-
-/// Writes `data` to `url` via a temporary sibling, fsync, rename.
-public func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-        throw CSSLMError("\(tmp.path): cannot create file (is the folder writable?)")
-    }
-    let fh = try FileHandle(forWritingTo: tmp)
-    do {
-        try fh.write(contentsOf: data)
-        try fh.synchronize()
-        try fh.close()
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw CSSLMError("\(url.path): write failed (\(fileErrorReason(error, path: url.path)))")
-    }
-    guard rename(tmp.path, url.path) == 0 else {
-        let msg = String(cString: strerror(errno))
-        try? FileManager.default.removeItem(at: tmp)
-        throw CSSLMError("\(url.path): cannot rename temporary file into place (\(msg))")
     }
 }

@@ -130,8 +130,6 @@ public final class RetrievedSentencesLog {
         try handle.synchronize()
         try handle.close()
         self.handle = nil
-        guard rename(temporary.path, url.path) == 0 else {
-            throw CSSLMError("\(url.path): cannot replace the retrieved-sentences file: \(String(cString: strerror(errno)))")
-        }
+        try moveIntoPlace(temporary, url)
     }
 }

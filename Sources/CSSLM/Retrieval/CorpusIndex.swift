@@ -273,7 +273,9 @@ public final class CorpusIndex {
             put64(payloadChecksum(UnsafeRawBufferPointer(rebasing: out[CorpusIndexHeader.size...])), 112)
             put64(payloadChecksum(UnsafeRawBufferPointer(rebasing: out[0..<120])), 120)
         }
-        try bytes.withUnsafeBytes { try writeFileAtomically($0, to: url) }
+        do { try bytes.withUnsafeBytes { try writeAtomically($0, to: url) } } catch let e as AtomicWriteError {
+            throw CorpusIndexError.unwritable(file: e.file, reason: "\(e.step): \(e.reason)")
+        }
     }
 }
 
@@ -328,50 +330,13 @@ final class MappedFile {
     }
 }
 
-/// Writes `bytes` to `url` so that readers see the old file or the whole new one, never a part:
-/// a temporary file in the same folder, fsync, rename over `url`, fsync of the folder.
-func writeFileAtomically(_ bytes: UnsafeRawBufferPointer, to url: URL) throws {
-    let path = url.path
-    let folder = url.deletingLastPathComponent().path
-    let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-    func failure(_ what: String) -> CorpusIndexError {
-        CorpusIndexError.unwritable(file: path, reason: "\(what): \(String(cString: strerror(errno)))")
-    }
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw failure("open \(temporary)") }
-    var written = 0
-    while written < bytes.count {
-        let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else {
-            let error = failure("write")
-            close(fd); unlink(temporary)
-            throw error
-        }
-        written += n
-    }
-    guard fsync(fd) == 0 else {
-        let error = failure("fsync")
-        close(fd); unlink(temporary)
-        throw error
-    }
-    close(fd)
-    guard rename(temporary, path) == 0 else {
-        let error = failure("rename")
-        unlink(temporary)
-        throw error
-    }
-    let dir = open(folder, O_RDONLY)
-    if dir >= 0 { _ = fsync(dir); close(dir) }
-}
-
 /// 64-bit FNV-1a over little-endian 8-byte words in 4 interleaved lanes (so the multiplies
 /// overlap; ~50 ms for a 120 MB index), then the tail bytes and the length. Each step is a
 /// bijection of a lane's state, so changing any one word always changes the result. Guards against
 /// truncation, bit rot and partial writes, not against deliberate tampering.
 func payloadChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-    let prime: UInt64 = 0x0000_0100_0000_01B3
-    var lanes: (UInt64, UInt64, UInt64, UInt64) = (0xCBF2_9CE4_8422_2325, 0x84222325CBF29CE4, 0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03)
+    let prime = FNV1a.prime
+    var lanes: (UInt64, UInt64, UInt64, UInt64) = (FNV1a.offsetBasis, 0x84222325CBF29CE4, 0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03)
     let n = bytes.count
     var i = 0
     if let base = bytes.baseAddress {

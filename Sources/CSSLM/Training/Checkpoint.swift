@@ -306,25 +306,8 @@ public final class CheckpointStore {
     /// (CSSLM_COLLECTIVE_TIMEOUT_S): a rank 0 stopped mid-save ends the job, it does not hang it.
     func agreeOnOutcome(_ outcome: Outcome, communicator: Communicator, what: String) throws {
         var bytes = communicator.rank == 0 ? try JSONEncoder().encode(outcome) : Data()
-        try broadcast(&bytes, communicator: communicator, name: "\(what) (waiting for rank 0's disk)")
+        try communicator.broadcast(&bytes, name: "\(what) (waiting for rank 0's disk)")
         let agreed = try JSONDecoder().decode(Outcome.self, from: bytes)
         if let error = agreed.error { throw error }
     }
-}
-
-/// Sends rank 0's `data` (any length) to every rank: its length, then its bytes.
-func broadcast(_ data: inout Data, communicator: Communicator, name: String) throws {
-    var count = [communicator.rank == 0 ? data.count : 0]
-    try count.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: 0, name: "\(name) (size)") }
-    if communicator.rank != 0 { data = Data(count: count[0]) }
-    guard count[0] > 0 else { return }
-    try data.withUnsafeMutableBytes { try communicator.broadcast(bytes: $0, root: 0, name: name) }
-}
-
-/// fsync on a folder, so the renames inside it survive a power loss.
-func fsyncFolder(_ url: URL) throws {
-    let fd = open(url.path, O_RDONLY | O_DIRECTORY)
-    guard fd >= 0 else { throw CSSLMError("\(url.path): cannot open folder for fsync (\(String(cString: strerror(errno))))") }
-    defer { close(fd) }
-    guard fsync(fd) == 0 else { throw CSSLMError("\(url.path): fsync failed (\(String(cString: strerror(errno))))") }
 }

@@ -98,7 +98,7 @@ extension CheckpointStore {
                 header = try JSONEncoder().encode(LoadHeader(outcome: Outcome(error), loaded: nil))
             }
         }
-        try broadcast(&header, communicator: communicator, name: "broadcast(checkpoint state)")
+        try communicator.broadcast(&header, name: "broadcast(checkpoint state)")
         let agreed = try JSONDecoder().decode(LoadHeader.self, from: header)
         if let error = agreed.outcome.error { throw error }
         guard let loaded = agreed.loaded else { throw CSSLMError("checkpoint load: rank 0 sent no state") }
@@ -130,7 +130,7 @@ extension CheckpointStore {
             }
         }
         try agreeOnOutcome(outcome, communicator: communicator, what: "read the checkpoint's config")
-        try broadcast(&bytes, communicator: communicator, name: "broadcast(checkpoint config)")
+        try communicator.broadcast(&bytes, name: "broadcast(checkpoint config)")
         return try JSONDecoder().decode(TrainConfig.self, from: bytes)
     }
 

@@ -24,7 +24,7 @@ public enum MetricsLog {
     /// line that is not a JSON object is an error naming the file and line.
     public static func read(_ url: URL) throws -> [MetricsEntry] {
         var entries: [MetricsEntry] = []
-        try RunReport.forEachObject(in: url) { line, object in entries.append(MetricsEntry(line: line, object: object)) }
+        try TextLines.forEachJSONObject(in: url) { line, object in entries.append(MetricsEntry(line: line, object: object)) }
         return current(entries)
     }
 

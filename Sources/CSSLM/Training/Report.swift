@@ -112,7 +112,7 @@ public struct RunReport {
 
         let retrievedURL = runDirectory.appendingPathComponent("retrieved.jsonl")
         if FileManager.default.fileExists(atPath: retrievedURL.path) {
-            try Self.forEachObject(in: retrievedURL) { line, object in
+            try TextLines.forEachJSONObject(in: retrievedURL) { line, object in
                 guard let query = object["query"] as? String, let items = object["retrieved"] as? [[String: Any]] else {
                     throw DataError.malformed(file: retrievedURL.path, line: line, reason: "an entry needs 'query' and 'retrieved'")
                 }
@@ -126,21 +126,6 @@ public struct RunReport {
                 .filter { $0.doc < 0 || seen.insert($0.doc).inserted }
                 retrieved.append(RetrievedQuery(query: query, label: label, sentences: sentences.map { ($0.text, $0.score) }))
             }
-        }
-    }
-
-    /// Calls `body(line, object)` for every non-empty line of a JSONL file; a line that is not a JSON
-    /// object is an error naming the file and line.
-    static func forEachObject(in url: URL, _ body: (Int, [String: Any]) throws -> Void) throws {
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CSSLMError("\(url.path): missing", hint: "pass a run folder written by `csslm train`")
-        }
-        try TextLines.forEach(in: try TextLines.readBytes(url), file: url.path) { line, text in
-            guard !TextLines.trimmed(text).isEmpty else { return }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-                throw DataError.malformed(file: url.path, line: line, reason: "not a JSON object")
-            }
-            try body(line, object)
         }
     }
 

@@ -120,12 +120,11 @@ public enum RunFolder {
     }
 
     /// Writes result.json into `run` as the run's last act: after verifying model/, atomically
-    /// (temporary file, fsync, rename), so a reader sees either no result or a complete run.
+    /// (temporary file, fsync, rename, fsync folder), so a reader sees either no result or a complete run.
     public static func writeResult(_ result: RunResult, in run: URL) throws {
         try verifyModel(run.appendingPathComponent(modelFolder))
         let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(try enc.encode(result), to: run.appendingPathComponent(resultFile))
-        try fsyncFolder(run)
     }
 
     /// The result of a finished run in `run`: result.json decodes and model/ is complete; nil

@@ -210,7 +210,7 @@ public final class Trainer {
         try prepareCheckpoints()
         if communicator.rank == 0 {
             try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-            try RunFolder.configData(config).write(to: out.appendingPathComponent("config.json"))
+            try writeAtomically(try RunFolder.configData(config), to: out.appendingPathComponent("config.json"))
             try sample.write(to: out.appendingPathComponent(FewShotSample.fileName), source: splits.train)
             // A resumed run appends to the log of the run it continues.
             metrics = try MetricsWriter(url: out.appendingPathComponent(MetricsLog.fileName), appending: resumePoint != nil)
@@ -445,9 +445,9 @@ extension Communicator {
 extension String {
     /// A hash that is the same in every process (Swift's hashValue is seeded per process).
     var hashValueStable: Int {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return Int(truncatingIfNeeded: h & 0x7FFF_FFFF)
+        var h = FNV1a()
+        h.add(bytes: utf8)
+        return Int(truncatingIfNeeded: h.value & 0x7FFF_FFFF)
     }
 }
 

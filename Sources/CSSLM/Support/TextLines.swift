@@ -1,6 +1,7 @@
-// Line-oriented text input shared by the readers: whole-file reads, strict UTF-8 decoding
-// (a bad byte is an error naming its line, never a silent U+FFFD), LF or CRLF line ends, and a
-// leading byte-order mark skipped.
+// Line-oriented text input shared by the readers (datasets, labels, metrics.jsonl, the
+// retrieved-sentences log): whole-file reads, strict UTF-8 decoding (a bad byte is an error
+// naming its line, never a silent U+FFFD), LF or CRLF line ends, a leading byte-order mark
+// skipped, and JSONL objects.
 
 import Foundation
 
@@ -106,5 +107,20 @@ enum TextLines {
             i += length
         }
         return nil
+    }
+
+    /// Calls `body(line, object)` for every non-empty line of a JSONL file; a line that is not a JSON
+    /// object is an error naming the file and line.
+    static func forEachJSONObject(in url: URL, _ body: (Int, [String: Any]) throws -> Void) throws {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CSSLMError("\(url.path): missing", hint: "pass a run folder written by `csslm train`")
+        }
+        try TextLines.forEach(in: try TextLines.readBytes(url), file: url.path) { line, text in
+            guard !TextLines.trimmed(text).isEmpty else { return }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                throw DataError.malformed(file: url.path, line: line, reason: "not a JSON object")
+            }
+            try body(line, object)
+        }
     }
 }
