@@ -1,0 +1,77 @@
+// Process-wide MPI state: whether mpirun started this process, initialisation with the thread
+// level the watchdog needs, finalisation once at exit, and aborting the whole job.
+import CMPI
+import Foundation
+import Logging
+
+/// Process-wide MPI state: initialisation, finalisation and aborting.
+public enum MPIRuntime {
+    /// The exit code of a job aborted by the collective watchdog.
+    public static let stallExitCode: Int32 = 3
+
+    /// True when this process was started by mpirun (not an MPI singleton).
+    public static var isLaunchedByMPIRun: Bool {
+        let env = ProcessInfo.processInfo.environment
+        return env["OMPI_COMM_WORLD_SIZE"] != nil || env["PMIX_RANK"] != nil
+    }
+
+    /// The thread support MPI granted (MPI_THREAD_*); 0 before initialisation.
+    public private(set) static var threadLevel: Int32 = 0
+
+    private static let lock = NSLock()
+
+    /// Initialises MPI once per process (MPI_Init_thread, asking for MPI_THREAD_MULTIPLE so the
+    /// watchdog thread may call MPI_Abort while the main thread waits in a collective).
+    /// Also makes standard output line-buffered: mpirun otherwise holds it until the rank exits.
+    public static func initialize() throws {
+        try lock.withLock {
+            var flag: Int32 = 0
+            MPI_Finalized(&flag)
+            if flag != 0 {
+                throw CommunicatorError(collective: "MPI initialisation", message: "MPI was already finalized in this process")
+            }
+            MPI_Initialized(&flag)
+            if flag != 0 { return }
+            setvbuf(stdout, nil, _IOLBF, 0)
+            if !isLaunchedByMPIRun {
+                // A singleton that never spawns needs no runtime daemon: starts in ~0.25 s, not ~0.45 s.
+                setenv("OMPI_MCA_ess_singleton_isolated", "1", 0)
+            }
+            var provided: Int32 = 0
+            let rc = MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
+            guard rc == CSSLM_MPI_SUCCESS else {
+                throw CommunicatorError(collective: "MPI initialisation", function: "MPI_Init_thread", code: rc,
+                                        message: mpiErrorMessage(rc) + " (hint: is Open MPI installed? run scripts/setup.sh)")
+            }
+            threadLevel = provided
+        }
+    }
+
+    /// Finalises MPI (once, at the end of the program, after the last collective on every rank).
+    /// Never call it in a test process: MPI cannot be initialised again afterwards.
+    public static func finalize() {
+        lock.withLock {
+            var initialized: Int32 = 0, finalized: Int32 = 0
+            MPI_Initialized(&initialized)
+            MPI_Finalized(&finalized)
+            if initialized != 0 && finalized == 0 { MPI_Finalize() }
+        }
+    }
+
+    /// Logs `message` (critical, to standard error) and ends the whole job: MPI_Abort when MPI
+    /// permits a call from this thread, else a plain exit (which mpirun also turns into the end of the job).
+    public static func abortFromAnyThread(_ message: String, code: Int32) -> Never {
+        Logger(label: "csslm.mpi").critical("\(message)")
+        fflush(stdout)
+        fflush(stderr)
+        // If MPI_Abort itself hangs (a broken runtime), SIGALRM ends this process after 15 s.
+        alarm(15)
+        var initialized: Int32 = 0, finalized: Int32 = 0
+        MPI_Initialized(&initialized)
+        MPI_Finalized(&finalized)
+        if initialized != 0 && finalized == 0 && (threadLevel == CSSLM_MPI_THREAD_MULTIPLE || Thread.isMainThread) {
+            MPI_Abort(MPI_COMM_WORLD, code)
+        }
+        _exit(code)
+    }
+}
