@@ -284,7 +284,9 @@ public enum MPIRuntime {
                 setenv("OMPI_MCA_ess_singleton_isolated", "1", 0)
             }
             var provided: Int32 = 0
+            let guarded = isLaunchedByMPIRun ? InitDeadline(seconds: try CollectiveWatchdog.deadlineFromEnvironment()) : nil
             let rc = MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
+            guarded?.finished()
             guard rc == CSSLM_MPI_SUCCESS else {
                 throw CommunicatorError(collective: "MPI initialisation", function: "MPI_Init_thread", code: rc,
                                         message: mpiErrorMessage(rc) + " (hint: is Open MPI installed? run scripts/setup.sh)")
