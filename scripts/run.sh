@@ -6,6 +6,8 @@
 #   scripts/run.sh              one process
 #   RANKS=2 scripts/run.sh      the same job on 2 MPI ranks (same result up to float rounding)
 # Extra arguments go to every `csslm train` (e.g. --sample-seed 3 --epochs 10).
+# A rerun starts afresh: each earlier run folder is moved to <method>.old-<time> (--overwrite),
+# never deleted; OUT=runs/other scripts/run.sh writes elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -22,7 +24,7 @@ else
 fi
 for method in probe finetune csslm; do
   echo "=== $method ==="
-  "${LAUNCH[@]}" .build/release/csslm train --config "$CONFIG" --method "$method" --output "$OUT/$method" "$@"
+  "${LAUNCH[@]}" .build/release/csslm train --config "$CONFIG" --method "$method" --output "$OUT/$method" --overwrite "$@"
 done
 python3 - "$OUT" <<'PY'
 import json, sys, os

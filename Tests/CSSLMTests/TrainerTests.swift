@@ -135,8 +135,8 @@ final class TrainerTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let (model, data) = try Self.makeTinyTask(in: dir)
         let args = ["train", "--model", model.path, "--data", data.path, "--output", dir.appendingPathComponent("run").path,
-                    "--method", "csslm", "--corpus", dir.appendingPathComponent("corpus.txt").path, "--top-k", "100",
-                    "--log-level", "warning"]
+                    "--method", "csslm", "--per-class", "4", "--corpus", dir.appendingPathComponent("corpus.txt").path,
+                    "--top-k", "100", "--log-level", "warning"]
         let (status, output) = try Self.runCSSLM(args, ranks: nil, limit: 60)
         XCTAssertNotEqual(status, 0, output)
         XCTAssertTrue(output.contains("[rank 0] critical: csslm: step 0: ") && output.contains("topK is 100"), output)

@@ -38,12 +38,28 @@ public enum MPIRuntime {
                 setenv("OMPI_MCA_ess_singleton_isolated", "1", 0)
             }
             var provided: Int32 = 0
-            let rc = MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
+            // MPI_Init_thread waits for every rank to start; a rank stopped before it (found by
+            // ChaosTests) would leave the others there forever, so the one deadline watches it too.
+            let rc = try initWatchdog()?.watching("MPI initialisation (waiting for every rank to start)", step: 0) {
+                MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
+            } ?? MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
             guard rc == CSSLM_MPI_SUCCESS else {
                 throw CommunicatorError(collective: "MPI initialisation", function: "MPI_Init_thread", code: rc,
                                         message: mpiErrorMessage(rc) + " (hint: is Open MPI installed? run scripts/setup.sh)")
             }
             threadLevel = provided
+        }
+    }
+
+    /// The watchdog of the wait inside MPI_Init_thread under mpirun (rank and size from the
+    /// launcher's environment; nil when run alone, where there is no one to wait for).
+    private static func initWatchdog() throws -> CollectiveWatchdog? {
+        guard isLaunchedByMPIRun else { return nil }
+        let env = ProcessInfo.processInfo.environment
+        return CollectiveWatchdog(rank: Int(env["OMPI_COMM_WORLD_RANK"] ?? env["PMIX_RANK"] ?? "") ?? -1,
+                                  size: Int(env["OMPI_COMM_WORLD_SIZE"] ?? "") ?? -1, host: ProcessInfo.processInfo.hostName,
+                                  deadline: try CollectiveWatchdog.deadlineFromEnvironment()) { message in
+            abortFromAnyThread(message, code: stallExitCode)
         }
     }
 
