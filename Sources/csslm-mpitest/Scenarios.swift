@@ -16,6 +16,7 @@ let scenarios: [String: Scenario] = [
     "exit": exitScenario,
     "kill": killScenario,
     "stall": stallScenario,
+    "stall-before-finalize": stallBeforeFinalizeScenario,
     "bench-allreduce": benchAllreduceScenario,
     "checkpoint-loop": checkpointLoopScenario,
 ]
@@ -229,6 +230,16 @@ func killScenario(_ comm: Communicator) throws -> [String: Any] {
 
 /// The last rank stalls before a barrier; the others' watchdog (run with a short --deadline)
 /// must report rank, step and collective and end the job.
+/// Every collective done, the last rank stalls before MPI_Finalize (as a rank SIGSTOPped in the
+/// last moments of a run): the others' wait inside MPI_Finalize must end at the one deadline.
+func stallBeforeFinalizeScenario(_ comm: Communicator) throws -> [String: Any] {
+    try comm.barrier()
+    if comm.rank == comm.size - 1 {
+        sleep(60)
+    }
+    return [:]
+}
+
 func stallScenario(_ comm: Communicator) throws -> [String: Any] {
     try comm.barrier()
     comm.step = 7

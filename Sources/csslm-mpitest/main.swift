@@ -5,7 +5,7 @@
 //
 //   csslm-mpitest SCENARIO [--single] [--deadline SECONDS]
 //
-// Scenarios: collectives, gather-gradient, bucketed-allreduce, sampler, retrieval, throw, exit, kill, stall,
+// Scenarios: collectives, gather-gradient, bucketed-allreduce, sampler, retrieval, throw, exit, kill, stall, stall-before-finalize,
 // checkpoint-loop (see CheckpointScenario.swift), bench-allreduce (a measurement, not a test).
 import CSSLM
 import Foundation

@@ -168,6 +168,20 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("'barrier(stall test)' at step 7"), run.summary)
     }
 
+    /// Found by ChaosTests: a rank stopped after its last collective left the others inside
+    /// MPI_Finalize (which waits for every rank) forever. That wait has the one deadline too; rank 0,
+    /// whose work is done, then leaves with the stall code and mpirun ends the job.
+    func testARankStalledBeforeFinalizeEndsTheJobAtTheOneDeadline() throws {
+        let run = try launch("stall-before-finalize", ranks: 2, limit: 60, environment: ["CSSLM_COLLECTIVE_TIMEOUT_S": "2"])
+        XCTAssertNotEqual(run.status, 124, "the job hung until the test's own limit: \(run.summary)")
+        XCTAssertEqual(run.status, MPIRuntime.stallExitCode, run.summary)
+        XCTAssertLessThan(run.seconds, 20, run.summary)
+        XCTAssertTrue(run.stderr.contains("csslm watchdog: rank 0 of 2"), run.summary)
+        XCTAssertTrue(run.stderr.contains("in collective 'MPI finalisation (waiting for every rank to finish)' (deadline 2.0 s)"),
+                      run.summary)
+        XCTAssertTrue(run.stdout.contains("\"ok\":true"), "rank 0 finished its work before the wait: \(run.summary)")
+    }
+
     /// Defect 3: rank 0 stopped (SIGSTOP) in the middle of a checkpoint save used to leave rank 1
     /// spinning under a fixed 3,600 s deadline that CSSLM_COLLECTIVE_TIMEOUT_S did not change. The
     /// wait for rank 0's disk now has the one deadline, and the job ends naming rank, host and wait.

@@ -65,7 +65,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         thread.start()
     }
 
-    /// Marks the start of collective `name` at training step `step`.
+    /// Marks the start of collective `name` at training step `step` (-1: outside training).
     public func enter(_ name: String, step: Int) {
         let now = monotonicSeconds()
         lock.withLock { current = (name, step, now) }
@@ -106,7 +106,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
             fired = true
             let message = """
                 csslm watchdog: rank \(rank) of \(size)\(host.map { " on \($0)" } ?? "") has waited \(String(format: "%.1f", waited)) s \
-                in collective '\(c.name)' at step \(c.step) (deadline \(String(format: "%.1f", deadlineSeconds)) s): \
+                in collective '\(c.name)'\(c.step >= 0 ? " at step \(c.step)" : "") (deadline \(String(format: "%.1f", deadlineSeconds)) s): \
                 another rank has stalled, failed or skipped this collective. Aborting the job.
                 hint: look for an earlier message from another rank; if a collective legitimately waits \
                 longer (e.g. on rank 0 writing a checkpoint), raise CSSLM_COLLECTIVE_TIMEOUT_S.

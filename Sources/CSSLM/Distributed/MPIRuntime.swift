@@ -40,7 +40,8 @@ public enum MPIRuntime {
             var provided: Int32 = 0
             // MPI_Init_thread waits for every rank to start; a rank stopped before it (found by
             // ChaosTests) would leave the others there forever, so the one deadline watches it too.
-            let rc = try initWatchdog()?.watching("MPI initialisation (waiting for every rank to start)", step: 0) {
+            let watchdog = launcherWatchdog(deadline: try CollectiveWatchdog.deadlineFromEnvironment())
+            let rc = watchdog?.watching("MPI initialisation (waiting for every rank to start)", step: -1) {
                 MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
             } ?? MPI_Init_thread(nil, nil, CSSLM_MPI_THREAD_MULTIPLE, &provided)
             guard rc == CSSLM_MPI_SUCCESS else {
@@ -51,16 +52,15 @@ public enum MPIRuntime {
         }
     }
 
-    /// The watchdog of the wait inside MPI_Init_thread under mpirun (rank and size from the
-    /// launcher's environment; nil when run alone, where there is no one to wait for).
-    private static func initWatchdog() throws -> CollectiveWatchdog? {
+    /// The watchdog of the waits inside MPI_Init_thread and MPI_Finalize under mpirun (rank and
+    /// size from the launcher's environment; nil when run alone, where there is no one to wait for).
+    /// `onStall` ends the job; by default through `abortFromAnyThread`.
+    private static func launcherWatchdog(deadline: Double, onStall: ((String) -> Void)? = nil) -> CollectiveWatchdog? {
         guard isLaunchedByMPIRun else { return nil }
         let env = ProcessInfo.processInfo.environment
         return CollectiveWatchdog(rank: Int(env["OMPI_COMM_WORLD_RANK"] ?? env["PMIX_RANK"] ?? "") ?? -1,
                                   size: Int(env["OMPI_COMM_WORLD_SIZE"] ?? "") ?? -1, host: ProcessInfo.processInfo.hostName,
-                                  deadline: try CollectiveWatchdog.deadlineFromEnvironment()) { message in
-            abortFromAnyThread(message, code: stallExitCode)
-        }
+                                  deadline: deadline, onStall: onStall ?? { abortFromAnyThread($0, code: stallExitCode) })
     }
 
     /// Finalises MPI (once, at the end of the program, after the last collective on every rank).
@@ -70,7 +70,19 @@ public enum MPIRuntime {
             var initialized: Int32 = 0, finalized: Int32 = 0
             MPI_Initialized(&initialized)
             MPI_Finalized(&finalized)
-            if initialized != 0 && finalized == 0 { MPI_Finalize() }
+            guard initialized != 0 && finalized == 0 else { return }
+            // MPI_Finalize waits for every rank to reach it; a rank stalled after the last collective
+            // (found by ChaosTests: SIGSTOP in the last moments of a run) would leave the others
+            // there forever. This rank's work is done, so at the deadline it only leaves (no
+            // MPI_Abort from a second thread during finalisation); mpirun then ends the job.
+            let deadline = (try? CollectiveWatchdog.deadlineFromEnvironment()) ?? CollectiveWatchdog.defaultDeadline
+            let watchdog = launcherWatchdog(deadline: deadline) { message in
+                Logger(label: "csslm.mpi").critical("\(message)")
+                fflush(stdout)
+                fflush(stderr)
+                _exit(stallExitCode)
+            }
+            _ = watchdog?.watching("MPI finalisation (waiting for every rank to finish)", step: -1) { MPI_Finalize() }
         }
     }
 
