@@ -1,6 +1,6 @@
 // bench-allreduce: times the gradient allreduce for the MiniLM-L6 gradient (~91 MB): one call in
-// place, 25 MB buckets blocking, 25 MB buckets started without waiting; then a simulated backward
-// (sgemm per layer, backward order) followed by the blocking allreduce versus overlapped with it.
+// place versus 25 MB buckets; then a simulated backward (sgemm per layer, backward order) alone and
+// followed by the allreduce. (An overlapped variant was measured here and removed: docs/distributed.md.)
 //   mpirun -np 2 csslm-mpitest bench-allreduce [--reps 5] [--tokens 512]
 import CBLAS
 import CSSLM
@@ -51,46 +51,32 @@ func benchAllreduceScenario(_ comm: Communicator) throws -> [String: Any] {
     }
 
     let blocking = try GradientAllreducer(communicator: comm, parameterRanges: ranges, averaging: .sum)
-    let overlapped = try GradientAllreducer(communicator: comm, parameterRanges: ranges, averaging: .sum, overlap: true)
 
     var report: [String: Any] = ["megabytes": Double(total * 4) / 1e6, "reps": reps, "buckets": blocking.buckets.count]
     report["single_call_ms"] = try time("single call") { try comm.allreduce(grads, .sum, name: "allreduce(whole buffer)") }
     report["bucketed_blocking_ms"] = try time("bucketed") { _ = try blocking.allreduce(grads, local: local) }
-    report["bucketed_nonblocking_ms"] = try time("nonblocking") { _ = try overlapped.allreduce(grads, local: local) }
 
     // Simulated backward: per layer 6 sgemms [tokens, 384] × [384, 1536] (about a layer's backward
     // FLOPs), layers last to first, then the embeddings (one sgemm).
     let m = tokens, k = 384, n = 1536
     let a = [Float](repeating: 0.01, count: m * k), b = [Float](repeating: 0.02, count: k * n)
     var c = [Float](repeating: 0, count: m * n)
-    func layerBackward(gemms: Int, between: () throws -> Void) rethrows {
+    func layerBackward(gemms: Int) {
         for _ in 0..<gemms {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                         1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
-            try between()
         }
     }
-    /// Backward over the layers in reverse; `finished(first..<end)` after each layer's ranges.
-    func backward(between: () throws -> Void, finished: (Range<Int>) throws -> Void) throws {
-        try finished(layerStarts.last!..<ranges.count)  // the head: first and cheap
-        for l in (1..<(layerStarts.count - 1)).reversed() {
-            try layerBackward(gemms: 6, between: between)
-            try finished(layerStarts[l]..<layerStarts[l + 1])
-        }
-        try layerBackward(gemms: 1, between: between)
-        try finished(0..<layerStarts[1])
+    /// Backward over the layers in reverse.
+    func backward() {
+        for _ in (1..<(layerStarts.count - 1)).reversed() { layerBackward(gemms: 6) }
+        layerBackward(gemms: 1)
     }
     report["tokens"] = tokens
-    report["backward_only_ms"] = try time("compute") { try backward(between: {}, finished: { _ in }) }
+    report["backward_only_ms"] = try time("compute") { backward() }
     report["backward_then_allreduce_ms"] = try time("sequential") {
-        try backward(between: {}, finished: { _ in })
+        backward()
         _ = try blocking.allreduce(grads, local: local)
-    }
-    report["backward_overlapped_ms"] = try time("overlapped") {
-        try overlapped.begin(grads, local: local)
-        try backward(between: { try overlapped.progress() },
-                     finished: { for i in $0.reversed() { try overlapped.rangeReady(i) } })
-        _ = try overlapped.finish()
     }
     return report
 }

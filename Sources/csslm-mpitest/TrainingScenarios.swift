@@ -160,7 +160,7 @@ func supConGatheredVsConcatenated(_ gather: FeatureGather, gathered: [Float], al
 
 /// Uneven parameter ranges with a gap, tiny buckets (100 floats) and carrier (10 floats): the
 /// reduced buffer, loss, count, extra sums and norm equal a single-process sum over all ranks'
-/// data, blocking and overlapped, summed and averaged; a NaN or a flag on one rank makes every
+/// data, summed and averaged; a NaN or a flag on one rank makes every
 /// rank take the same skip decision.
 func bucketedAllreduceScenario(_ comm: Communicator) throws -> [String: Any] {
     let checks = Checks(rank: comm.rank)
@@ -189,11 +189,10 @@ func bucketedAllreduceScenario(_ comm: Communicator) throws -> [String: Any] {
 
     var report: [String: Any] = [:]
     for averaging in [GradientAveraging.meanOverExamples, .sum] {
-        for overlap in [false, true] {
-            let label = "\(averaging == .sum ? "sum" : "mean")-\(overlap ? "overlapped" : "blocking")"
+        do {
+            let label = averaging == .sum ? "sum" : "mean"
             let reducer = try GradientAllreducer(communicator: comm, parameterRanges: ranges, bucketBytes: 400,
-                                                 carrierBytes: 40, averaging: averaging, overlap: overlap,
-                                                 extraSumCount: 2)
+                                                 carrierBytes: 40, averaging: averaging, extraSumCount: 2)
             try checks.expect(reducer.buckets[0].count == 10, "\(label): carrier holds \(reducer.buckets[0].count)")
             let covered = reducer.buckets.flatMap { $0.spans.flatMap { Array($0) } }.sorted()
             try checks.expect(covered == ranges.flatMap { Array($0) }, "\(label): buckets do not tile the ranges")
@@ -204,14 +203,7 @@ func bucketedAllreduceScenario(_ comm: Communicator) throws -> [String: Any] {
 
             for repeatIndex in 0..<2 {
                 var g = gradient(of: r)
-                let result = try g.withUnsafeMutableBufferPointer { buffer -> GlobalStepTotals in
-                    if overlap {
-                        try reducer.begin(buffer, local: totals(of: r))
-                        for i in ranges.indices.reversed() { try reducer.rangeReady(i) }
-                        return try reducer.finish()
-                    }
-                    return try reducer.allreduce(buffer, local: totals(of: r))
-                }
+                let result = try g.withUnsafeMutableBufferPointer { try reducer.allreduce($0, local: totals(of: r)) }
                 let what = "\(label) #\(repeatIndex)"
                 _ = try checks.expectClose(g.map(Double.init), expected, relative: 1e-6, "\(what) gradient")
                 try checks.expect(result.exampleCount == count, "\(what) count \(result.exampleCount)")
@@ -235,9 +227,9 @@ func bucketedAllreduceScenario(_ comm: Communicator) throws -> [String: Any] {
         ("flag", w - 1, { _, t in t.nonFinite = true }),
         ("nan-loss", w - 1, { _, t in t.lossSum = .nan }),
     ]
-    for overlap in [false, true] {
+    do {
         let reducer = try GradientAllreducer(communicator: comm, parameterRanges: ranges, bucketBytes: 400,
-                                             carrierBytes: 40, overlap: overlap, extraSumCount: 2)
+                                             carrierBytes: 40, extraSumCount: 2)
         for (name, faultyRank, inject) in faults {
             var g = gradient(of: r)
             var local = totals(of: r)

@@ -27,15 +27,6 @@ public enum ReduceOperation: String, Sendable {
     case sum, max, min
 }
 
-/// A collective started without waiting (`Communicator.startAllreduce`). The buffer it was started
-/// on must stay alive and untouched until `wait()` returns or `test()` returns true.
-public protocol PendingCollective: AnyObject {
-    /// Pushes progress; true once the collective has completed (then `wait()` returns at once).
-    func test() throws -> Bool
-    /// Blocks until the collective has completed.
-    func wait() throws
-}
-
 /// The collectives of data-parallel training, called by every rank in the same order.
 ///
 /// Each operation takes a `name` that error messages and the stall watchdog report, e.g.
@@ -57,10 +48,6 @@ public protocol Communicator: AnyObject {
     /// Reduces `buffer` element-wise over all ranks, leaving the result in `buffer` on every rank.
     func allreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
                                           _ op: ReduceOperation, name: String) throws
-
-    /// Starts an in-place allreduce and returns at once; see `PendingCollective`.
-    func startAllreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
-                                               _ op: ReduceOperation, name: String) throws -> PendingCollective
 
     /// Copies `buffer` of rank `root` into `buffer` on every other rank.
     func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int, name: String) throws

@@ -3,11 +3,9 @@
 // example count, extra sums and a non-finite flag ride along in a small side block reduced with
 // the first bucket, so one pass of collectives gives every rank the same global mean gradient,
 // gradient norm and skip-on-NaN decision. The side block goes first so that later buckets can be
-// averaged as soon as they arrive.
-//
-// Buckets can be started while backward still runs (`overlap: true`, MPI_Iallreduce, progressed
-// whenever the trainer reports a finished range), or all at once after backward (blocking
-// MPI_Allreduce per bucket).
+// averaged as soon as they arrive. Every bucket is a blocking MPI_Allreduce after backward: an
+// overlapped variant (MPI_Iallreduce started as backward finished each layer) was measured slower
+// on one host and was removed (docs/distributed.md, "Overlap").
 
 /// What one rank contributes beside its gradient, summed over its own examples.
 public struct LocalStepTotals: Sendable, Equatable {
@@ -69,10 +67,6 @@ public enum GradientAveraging: Sendable {
 /// if totals.nonFinite { /* every rank skips */ }
 /// let clip = min(1, maxNorm / totals.gradientNorm)
 /// ```
-///
-/// To overlap with backward, create it with `overlap: true`, call `begin` before backward,
-/// `rangeReady(i)` as soon as the gradient of `parameterRanges[i]` is final (on every rank in the
-/// same order), and `finish()` after backward.
 public final class GradientAllreducer {
     /// A group of flat-buffer spans reduced by one collective.
     public struct Bucket: Sendable, Equatable {
@@ -87,28 +81,12 @@ public final class GradientAllreducer {
     public let buckets: [Bucket]
     public let parameterRanges: [Range<Int>]
     public let averaging: GradientAveraging
-    public let overlap: Bool
     public let extraSumCount: Int
 
     private let communicator: Communicator
-    /// Bucket indices that contain each parameter range.
-    private let bucketsOfRange: [[Int]]
-    /// Bucket 0's gradient floats followed by the side block (a stable allocation: a started
-    /// collective keeps its address).
+    /// Bucket 0's gradient floats followed by the side block.
     private let carrier: UnsafeMutableBufferPointer<Float>
     private let sideOffset: Int
-
-    // State of the step in progress.
-    private var gradients: UnsafeMutableBufferPointer<Float>?
-    private var local = LocalStepTotals(lossSum: 0, exampleCount: 0)
-    private var rangeIsReady: [Bool] = []
-    private var pendingRanges: [Int] = []
-    private var started = 0
-    private var finished = 0
-    private var inFlight: [PendingCollective?] = []
-    private var squaredNorms: [Double] = []
-    private var globalSide: (loss: Double, count: Int, nonFinite: Int, extras: [Double]) = (0, 0, 0, [])
-    private var scale: Float = 1
 
     /// The size of the side block: loss sum, example count, non-finite flag, extra sums.
     private static let fixedSideCount = 3
@@ -123,8 +101,7 @@ public final class GradientAllreducer {
     ///   - carrierBytes: the size of bucket 0, which is copied next to the side block.
     public init(communicator: Communicator, parameterRanges: [Range<Int>],
                 bucketBytes: Int = 25 << 20, carrierBytes: Int = 64 << 10,
-                averaging: GradientAveraging = .meanOverExamples, overlap: Bool = false,
-                extraSumCount: Int = 0) throws {
+                averaging: GradientAveraging = .meanOverExamples, extraSumCount: Int = 0) throws {
         let name = "gradient allreducer setup"
         for (i, r) in parameterRanges.enumerated() where r.lowerBound < 0 || (i > 0 && r.lowerBound < parameterRanges[i - 1].upperBound) {
             throw CommunicatorError(collective: name,
@@ -133,15 +110,9 @@ public final class GradientAllreducer {
         let bucketFloats = max(1, bucketBytes / MemoryLayout<Float>.stride)
         let carrierFloats = max(1, min(carrierBytes, bucketBytes) / MemoryLayout<Float>.stride)
         buckets = Self.plan(parameterRanges, carrierFloats: carrierFloats, bucketFloats: bucketFloats)
-        var bucketsOfRange = [[Int]](repeating: [], count: parameterRanges.count)
-        for (b, bucket) in buckets.enumerated() {
-            for r in bucket.rangeIndices { bucketsOfRange[r].append(b) }
-        }
-        self.bucketsOfRange = bucketsOfRange
         self.parameterRanges = parameterRanges
         self.communicator = communicator
         self.averaging = averaging
-        self.overlap = overlap
         self.extraSumCount = extraSumCount
         sideOffset = buckets[0].count
         carrier = .allocate(capacity: sideOffset + Self.fixedSideCount + extraSumCount)
@@ -192,17 +163,7 @@ public final class GradientAllreducer {
     /// Reduces `gradients` (each rank's gradient of its loss sum) and the step's totals: when it
     /// returns, `gradients` holds the global sum or mean on every rank.
     public func allreduce(_ gradients: UnsafeMutableBufferPointer<Float>, local: LocalStepTotals) throws -> GlobalStepTotals {
-        try begin(gradients, local: local)
-        return try finish()
-    }
-
-    /// Starts a step; `gradients` must stay alive and, once a range is reported ready, untouched
-    /// in that range until `finish()` returns.
-    public func begin(_ gradients: UnsafeMutableBufferPointer<Float>, local: LocalStepTotals) throws {
         let name = "allreduce(gradients)"
-        guard self.gradients == nil else {
-            throw CommunicatorError(collective: name, message: "begin() called twice without finish()")
-        }
         if let last = parameterRanges.last, last.upperBound > gradients.count {
             throw CommunicatorError(collective: name,
                                     message: "the gradient buffer holds \(gradients.count) floats, the ranges need \(last.upperBound)")
@@ -211,127 +172,37 @@ public final class GradientAllreducer {
             throw CommunicatorError(collective: name,
                                     message: "\(local.extraSums.count) extra sums given, \(extraSumCount) expected")
         }
-        self.gradients = gradients
-        self.local = local
-        rangeIsReady = [Bool](repeating: false, count: parameterRanges.count)
-        pendingRanges = buckets.map { $0.rangeIndices.count }
-        started = 0
-        finished = 0
-        inFlight = [PendingCollective?](repeating: nil, count: buckets.count)
-        squaredNorms = [Double](repeating: 0, count: buckets.count)
-        scale = 1
-    }
-
-    /// Reports that the gradient of `parameterRanges[index]` is final. With `overlap`, starts every
-    /// bucket that became complete (in bucket order) and pushes the collectives in flight.
-    public func rangeReady(_ index: Int) throws {
-        guard gradients != nil, !rangeIsReady[index] else { return }
-        rangeIsReady[index] = true
-        for b in bucketsOfRange[index] { pendingRanges[b] -= 1 }
-        guard overlap else { return }
-        while started < buckets.count && pendingRanges[started] == 0 {
-            try start(started)
-            started += 1
-        }
-        try progress()
-    }
-
-    /// Pushes the collectives in flight and post-processes those that completed, in order.
-    /// The trainer may call it between long kernels of backward (only with `overlap`).
-    public func progress() throws {
-        while finished < started, let pending = inFlight[finished], try pending.test() {
-            try complete(finished)
-            finished += 1
-        }
-    }
-
-    /// Reduces every bucket not yet reduced, waits for all and returns the global totals.
-    public func finish() throws -> GlobalStepTotals {
-        guard let gradients else {
-            throw CommunicatorError(collective: "allreduce(gradients)", message: "finish() called without begin()")
-        }
-        _ = gradients
-        while started < buckets.count {
-            if overlap {
-                try start(started)
-            } else {
-                try reduceNow(started)
-            }
-            started += 1
-        }
-        while finished < buckets.count {
-            if let pending = inFlight[finished] { try pending.wait() }
-            try complete(finished)
-            finished += 1
-        }
-        self.gradients = nil
-        let squared = squaredNorms.reduce(0, +)
-        return GlobalStepTotals(lossSum: globalSide.loss, exampleCount: globalSide.count,
-                                nonFiniteRanks: globalSide.nonFinite, gradientNorm: squared.squareRoot(),
-                                extraSums: globalSide.extras)
-    }
-
-    // MARK: Buckets
-
-    private func bucketName(_ b: Int) -> String { "allreduce(gradient bucket \(b) of \(buckets.count))" }
-
-    /// Bucket 0 is copied into `carrier` next to the side block; the others reduce in place.
-    private func fillCarrier() {
+        // Bucket 0 travels in `carrier` next to the side block; the others reduce in place.
         var at = 0
         for span in buckets[0].spans {
-            for i in span { carrier[at] = gradients![i]; at += 1 }
+            for i in span { carrier[at] = gradients[i]; at += 1 }
         }
         carrier[sideOffset] = Float(local.lossSum)
         carrier[sideOffset + 1] = Float(local.exampleCount)
         carrier[sideOffset + 2] = local.nonFinite ? 1 : 0
         for (k, v) in local.extraSums.enumerated() { carrier[sideOffset + Self.fixedSideCount + k] = Float(v) }
-    }
+        try communicator.allreduce(carrier, .sum, name: bucketName(0))
+        at = 0
+        for span in buckets[0].spans {
+            for i in span { gradients[i] = carrier[at]; at += 1 }
+        }
+        let count = Int(carrier[sideOffset + 1].rounded())
+        let scale: Float = averaging == .meanOverExamples && count > 0 ? 1 / Float(count) : 1
 
-    private func start(_ b: Int) throws {
-        if b == 0 {
-            fillCarrier()
-            inFlight[0] = try communicator.startAllreduce(carrier, .sum, name: bucketName(0))
-            return
-        }
-        guard buckets[b].spans.count == 1 else {
-            // Rare (gaps between ranges): reduce span by span, at once.
-            try reduceNow(b)
-            inFlight[b] = CompletedCollective()
-            return
-        }
-        let span = buckets[b].spans[0]
-        inFlight[b] = try communicator.startAllreduce(UnsafeMutableBufferPointer(rebasing: gradients![span]), .sum,
-                                                      name: bucketName(b))
-    }
-
-    private func reduceNow(_ b: Int) throws {
-        if b == 0 {
-            fillCarrier()
-            try communicator.allreduce(carrier, .sum, name: bucketName(0))
-            return
-        }
-        for span in buckets[b].spans {
-            try communicator.allreduce(UnsafeMutableBufferPointer(rebasing: gradients![span]), .sum, name: bucketName(b))
-        }
-    }
-
-    /// After bucket `b` arrived: unpack the side block (bucket 0), average, and take the squared norm.
-    private func complete(_ b: Int) throws {
-        inFlight[b] = nil
-        if b == 0 {
-            var at = 0
-            for span in buckets[0].spans {
-                for i in span { gradients![i] = carrier[at]; at += 1 }
+        var squared = 0.0    // summed per bucket, then over buckets
+        for (b, bucket) in buckets.enumerated() {
+            var bucketSquared = 0.0
+            for span in bucket.spans {
+                let piece = UnsafeMutableBufferPointer(rebasing: gradients[span])
+                if b > 0 { try communicator.allreduce(piece, .sum, name: bucketName(b)) }
+                bucketSquared += scaleAndSumSquares(piece.baseAddress!, count: span.count, scale: scale)
             }
-            let count = Int(carrier[sideOffset + 1].rounded())
-            globalSide = (Double(carrier[sideOffset]), count, Int(carrier[sideOffset + 2].rounded()),
-                          (0..<extraSumCount).map { Double(carrier[sideOffset + Self.fixedSideCount + $0]) })
-            scale = averaging == .meanOverExamples && count > 0 ? 1 / Float(count) : 1
+            squared += bucketSquared
         }
-        var squared = 0.0
-        for span in buckets[b].spans {
-            squared += scaleAndSumSquares(gradients!.baseAddress! + span.lowerBound, count: span.count, scale: scale)
-        }
-        squaredNorms[b] = squared
+        return GlobalStepTotals(lossSum: Double(carrier[sideOffset]), exampleCount: count,
+                                nonFiniteRanks: Int(carrier[sideOffset + 2].rounded()), gradientNorm: squared.squareRoot(),
+                                extraSums: (0..<extraSumCount).map { Double(carrier[sideOffset + Self.fixedSideCount + $0]) })
     }
+
+    private func bucketName(_ b: Int) -> String { "allreduce(gradient bucket \(b) of \(buckets.count))" }
 }

@@ -80,19 +80,6 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func startAllreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
-                                                      _ op: ReduceOperation, name: String) throws -> PendingCollective {
-        let type = mpiDatatype(T.self), mpiOp = mpiOperation(op)
-        let pending = MPIPendingCollective(communicator: self, name: name)
-        try forEachChunk(buffer.count) { offset, n in
-            var request: MPI_Request?
-            try mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, buffer.baseAddress! + offset, Int32(n), type, mpiOp, comm, &request),
-                         "MPI_Iallreduce", name)
-            pending.requests.append(request)
-        }
-        return pending
-    }
-
     public func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int, name: String) throws {
         try broadcast(UnsafeMutableRawPointer(buffer.baseAddress), count: buffer.count,
                       type: mpiDatatype(T.self), root: root, name: name)
@@ -222,30 +209,6 @@ public final class MPICommunicator: Communicator {
             let n = min(maxElementsPerCall, count - offset)
             try body(offset, n)
             offset += n
-        }
-    }
-}
-
-/// Requests of one started collective (one per chunk).
-final class MPIPendingCollective: PendingCollective {
-    var requests: [MPI_Request?] = []
-    private let communicator: MPICommunicator
-    private let name: String
-
-    init(communicator: MPICommunicator, name: String) {
-        self.communicator = communicator
-        self.name = name
-    }
-
-    func test() throws -> Bool {
-        var done: Int32 = 0
-        try mpiCheck(MPI_Testall(Int32(requests.count), &requests, &done, MPI_STATUSES_IGNORE), "MPI_Testall", name)
-        return done != 0
-    }
-
-    func wait() throws {
-        try communicator.watched(name) {
-            try mpiCheck(MPI_Waitall(Int32(requests.count), &requests, MPI_STATUSES_IGNORE), "MPI_Waitall", name)
         }
     }
 }

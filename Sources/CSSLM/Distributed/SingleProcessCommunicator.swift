@@ -17,11 +17,6 @@ public final class SingleProcessCommunicator: Communicator {
     public func allreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
                                                  _ op: ReduceOperation, name: String) throws {}
 
-    public func startAllreduce<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
-                                                      _ op: ReduceOperation, name: String) throws -> PendingCollective {
-        CompletedCollective()
-    }
-
     public func broadcast<T: CommunicatorScalar>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int, name: String) throws {
         try checkRoot(root, name)
     }
@@ -68,10 +63,4 @@ public final class SingleProcessCommunicator: Communicator {
     private func checkRoot(_ root: Int, _ name: String) throws {
         guard root == 0 else { throw CommunicatorError(collective: name, message: "root \(root) is not a rank of 1") }
     }
-}
-
-/// A collective that completed when it was started.
-final class CompletedCollective: PendingCollective {
-    func test() throws -> Bool { true }
-    func wait() throws {}
 }
