@@ -101,8 +101,15 @@ func fuzzTokenizer(_ input: [UInt8]) throws {
                   "special tokens missing around \(encoding.ids)")
         }
     }
-    let fixed = 3 + Int(flags % 24)     // encodeBatch requires room for [CLS] A [SEP] B [SEP]
-    let batch = tokenizer.encodeBatch([text, pair ?? ""], maxLength: maxLength, padding: .fixed(fixed))
-    check(batch.ids.count == 2 * fixed && batch.attentionMask.count == 2 * fixed && batch.lengths.allSatisfy { $0 <= fixed },
-          "batch shape \(batch.batchSize)x\(batch.sequenceLength) lengths \(batch.lengths)")
+    // The padded batch the encoder takes: rows of the two encodings, padded to the longer one.
+    let rows = [text, pair ?? ""].map { tokenizer.encode($0, maxLength: max(maxLength ?? 0, 2)) }
+    if let batch = try? TokenBatch(sequences: rows.map(\.ids), typeIds: rows.map(\.tokenTypeIds),
+                                   padId: tokenizer.paddingId, sepId: tokenizer.separatorId) {
+        let t = rows.map(\.count).max()!
+        check(batch.ids.count == 2 * t && batch.mask.count == 2 * t
+              && zip(rows, 0...).allSatisfy { row, r in batch.mask[(r * t)..<(r * t + t)].reduce(0, +) == Float(row.count) },
+              "batch shape \(batch.batch)x\(batch.seqLen) for rows of \(rows.map(\.count)) tokens")
+    } else {
+        check(false, "a row without [SEP]: \(rows.map(\.ids))")
+    }
 }

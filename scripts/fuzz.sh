@@ -23,7 +23,8 @@ SOURCES=(
   Sources/CSSLM/Tensor/Random.swift Sources/CSSLM/Tensor/FloatBuffer.swift
   Sources/CSSLM/Model/Safetensors.swift Sources/CSSLM/Model/ParameterSet.swift Sources/CSSLM/Model/BertConfig.swift
   Sources/CSSLM/Text/*.swift Sources/CSSLM/Data/*.swift Sources/CSSLM/Training/TrainConfig*.swift Sources/CSSLM/NumericRanges.swift
-  Sources/CSSLM/CSSLM.swift Sources/CSSLM/Support/SHA256.swift Sources/CSSLM/Training/CheckpointManifest.swift
+  Sources/CSSLM/CSSLM.swift Sources/CSSLM/Support/SHA256.swift Sources/CSSLM/Support/TextLines.swift Sources/CSSLM/Support/AtomicFile.swift
+  Sources/CSSLM/Support/StableHash.swift Sources/CSSLM/Model/TokenBatch.swift Sources/CSSLM/Training/CheckpointManifest.swift
   Sources/CSSLM/Training/TrainingState.swift Sources/CSSLM/Training/AdamW.swift Sources/CSSLM/Tensor/VectorMath.swift
   Sources/CSSLM/Distributed/GlobalSampler.swift
   Fuzz/*.swift

@@ -53,6 +53,23 @@ func maxLengthHelp(otherwise fallback: Int) -> ArgumentHelp {
     "Tokens per input, special tokens included (default: the max length the model folder was trained with, else \(fallback))."
 }
 
+/// The input flags embed and predict share: where the lines come from, their format, the length
+/// and the batch.
+struct InferenceInput: ParsableArguments {
+    @Option(help: "Read this file instead of stdin.") var input: String?
+    @Option(help: "raw: one text a line; json: one JSON string (or {\"text\", \"pair\"} object) a line.")
+    var inputFormat: InputFormat = .raw
+    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 128)) var maxLength: Int?
+    @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
+
+    func check(_ command: String) throws { try checkInferenceFlags(command, batchSize: batchSize, maxLength: maxLength) }
+
+    /// Calls `body` with each batch of input lines.
+    func batches(_ body: ([InputLine]) throws -> Void) throws {
+        try forEachBatch(input: input, size: batchSize, format: inputFormat, body)
+    }
+}
+
 /// --max-length if given, else the one `model` was trained with (its csslm_config.json), else `fallback`.
 func resolvedMaxLength(_ given: Int?, model: URL, otherwise fallback: Int) throws -> Int {
     try given ?? RunFolder.trainedMaxLength(model) ?? fallback
@@ -77,21 +94,17 @@ struct EmbedCommand: ParsableCommand {
     @Option(help: "HF model folder (config.json, model.safetensors, vocab.txt).") var model: String
     @Option(help: "cls | sep | mean (mean over real tokens, special tokens included, as sentence-transformers).")
     var pool: Pool = .cls
-    @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(help: "raw: one text a line; json: one JSON string (or {\"text\", \"pair\"} object) a line.")
-    var inputFormat: InputFormat = .raw
-    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 128)) var maxLength: Int?
-    @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
+    @OptionGroup var lines: InferenceInput
 
-    func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
+    func validate() throws { try lines.check(Self.configuration.commandName!) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
-        let maxLength = try resolvedMaxLength(maxLength, model: dir, otherwise: 128)
+        let maxLength = try resolvedMaxLength(lines.maxLength, model: dir, otherwise: 128)
         let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
         let net = try BertClassifier(modelDirectory: dir, numLabels: 2)
         let h = net.config.hiddenSize
-        try forEachBatch(input: input, size: batchSize, format: inputFormat) { texts in
+        try lines.batches { texts in
             let batch = try encodeBatch(texts, tokenizer: tokenizer, model: net, maxLength: maxLength)
             let last = net.encoderActivations.lastHidden
             var out = ""
@@ -123,26 +136,24 @@ struct PredictCommand: ParsableCommand {
 
     @Option(help: "A trained model folder: config.json, model.safetensors, heads.safetensors, vocab.txt, labels.txt.")
     var model: String
-    @Option(help: "Read this file instead of stdin.") var input: String?
-    @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 128)) var maxLength: Int?
-    @Option(parsing: .unconditional, help: "Lines per forward pass.") var batchSize = 32
+    @OptionGroup var lines: InferenceInput
 
-    func validate() throws { try checkInferenceFlags(Self.configuration.commandName!, batchSize: batchSize, maxLength: maxLength) }
+    func validate() throws { try lines.check(Self.configuration.commandName!) }
 
     func run() throws {
         let dir = URL(fileURLWithPath: model)
-        let maxLength = try resolvedMaxLength(maxLength, model: dir, otherwise: 128)
+        let maxLength = try resolvedMaxLength(lines.maxLength, model: dir, otherwise: 128)
         let labelsURL = dir.appendingPathComponent("labels.txt")
-        guard let labelText = try? String(contentsOf: labelsURL, encoding: .utf8) else {
+        guard FileManager.default.fileExists(atPath: labelsURL.path) else {
             throw ValidationError("\(labelsURL.path): missing; predict needs a trained model folder (a run's model/)")
         }
-        let labels = labelText.split(separator: "\n").map(String.init)
+        let labels = try LabeledDataset.readLabels(at: labelsURL)
         guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("heads.safetensors").path) else {
             throw ValidationError("\(dir.path)/heads.safetensors: missing; predict needs the classifier trained by `csslm train`")
         }
         let tokenizer = try WordPieceTokenizer(modelDirectory: dir)
         let net = try BertClassifier(modelDirectory: dir, numLabels: labels.count)
-        try forEachBatch(input: input, size: batchSize) { texts in
+        try lines.batches { texts in
             let batch = try encodeBatch(texts, tokenizer: tokenizer, model: net, maxLength: maxLength)
             let logits = net.headActivations.logits.base
             var out = Data()
@@ -169,7 +180,7 @@ struct EvalCommand: ParsableCommand {
         abstract: "Accuracy, macro-F1 and the confusion matrix of a trained model folder on a dataset split.")
 
     @Option(help: "A trained model folder (a run's model/).") var model: String
-    @Option(help: "Dataset folder (labels.txt, train/dev/test.jsonl).") var data: String
+    @Option(help: "Dataset folder (labels.txt, train/dev/test as .jsonl, .csv, .tsv or .json).") var data: String
     @Option(help: "train | dev | test") var split = "test"
     @Option(parsing: .unconditional, help: maxLengthHelp(otherwise: 64)) var maxLength: Int?
     @Option(parsing: .unconditional, help: "Sentences per forward pass.") var batchSize = 64

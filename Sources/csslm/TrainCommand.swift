@@ -66,7 +66,7 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "JSON run config; flags override its fields (its relative paths: see README, Configs).") var config: String?
     @Option(help: "Least level of the diagnostics on stderr (tagged with the rank).") var logLevel: Logger.Level = .info
     @Option(help: field("model", "HF model folder.")) var model: String?
-    @Option(help: field("data", "Dataset folder (labels.txt, train/dev/test.jsonl).")) var data: String?
+    @Option(help: field("data", "Dataset folder (labels.txt, train/dev/test as .jsonl, .csv, .tsv or .json).")) var data: String?
     @Option(help: field("output", "Run folder to write (refused when it holds a run; see --overwrite, --resume).")) var output: String?
     @Option(help: field("method", "probe | finetune | scl | selftrain | csslm, or selftrain-query | csslm-query (= --retriever query)."))
     var method: String?

@@ -105,16 +105,29 @@ final class BLASCoreTests: XCTestCase {
             command += ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none"]
             for key in extra.keys.sorted() { command += ["-x", key] }
         }
-        command += [try TrainerTests.csslmBinary().path, "doctor", "--json"]
+        // Under mpirun each rank writes its own file: mpirun forwards the ranks' output in chunks,
+        // and two long JSON lines arriving at once can interleave (seen once in a full run).
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-doctor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let binary = try TrainerTests.csslmBinary().path
+        command += ranks == nil ? [binary, "doctor", "--json"]
+            : ["/bin/sh", "-c", "exec \"$0\" doctor --json > \"$1/rank-$OMPI_COMM_WORLD_RANK.json\"", binary, folder.path]
         let p = Process(), pipe = Pipe()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         p.arguments = command
         p.environment = env
         p.standardOutput = pipe
         try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        var data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
+        if ranks != nil {
+            data = Data()
+            for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() {
+                data += try Data(contentsOf: folder.appendingPathComponent(name)) + Data("\n".utf8)
+            }
+        }
         return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }

@@ -200,6 +200,41 @@ final class DataReaderTests: XCTestCase {
         XCTAssertEqual(splits.reports.count, 3)
     }
 
+    /// A split may be CSV, TSV or the reference JSON list instead of JSONL: the same examples load;
+    /// two files for one split, or none, is an error naming the split.
+    func testSplitsMayBeCSVTSVOrReferenceJSONAndTwoFilesForASplitAreAnError() throws {
+        _ = try write("labels.txt", "neg\npos\n")
+        _ = try write("train.jsonl", "{\"text\":\"a, quoted \\\"b\\\"\",\"label\":\"pos\"}\n{\"text\":\"c\",\"label\":\"neg\"}\n")
+        _ = try write("dev.jsonl", "{\"text\":\"d\",\"label\":1}\n")
+        _ = try write("test.jsonl", "{\"text\":\"e\",\"label\":\"neg\"}\n")
+        let jsonl = try DatasetSplits.load(directory: directory)
+        let identity = try RunIdentity.folderDigest(directory, files: RunIdentity.datasetFiles, allRequired: false)
+        XCTAssertEqual(identity, try RunIdentity.folderDigest(directory, files: ["labels.txt", "train.jsonl", "dev.jsonl", "test.jsonl"],
+                                                              allRequired: false), "a JSONL folder keeps its identity")
+
+        let csv = try write("train.csv", "label,text\npos,\"a, quoted \"\"b\"\"\"\nneg,c\n")
+        assertDataError(directory.appendingPathComponent("train"), line: nil, "train.jsonl and train.csv both present") {
+            try DatasetSplits.load(directory: directory)
+        }
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("train.jsonl"))
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("dev.jsonl"))
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("test.jsonl"))
+        assertDataError(directory.appendingPathComponent("dev"), line: nil, "no dev split: expected one of dev.jsonl, dev.csv") {
+            try DatasetSplits.load(directory: directory)
+        }
+        _ = try write("dev.tsv", "text\tlabel\nd\tpos\n")
+        _ = try write("test.json", "[\n  {\"sentence\": \"e\", \"aspect\": \"\", \"sentiment\": \"neg\"}\n]\n")
+        let mixed = try DatasetSplits.load(directory: directory)
+        XCTAssertEqual(mixed.labels, jsonl.labels)
+        for (a, b) in [(mixed.train, jsonl.train), (mixed.dev, jsonl.dev), (mixed.test, jsonl.test)] {
+            XCTAssertEqual(a.examples.map(\.text), b.examples.map(\.text))
+            XCTAssertEqual(a.examples.map(\.label), b.examples.map(\.label))
+        }
+        XCTAssertEqual(mixed.files.map(\.lastPathComponent), ["train.csv", "dev.tsv", "test.json"])
+        XCTAssertNotEqual(try RunIdentity.folderDigest(directory, files: RunIdentity.datasetFiles, allRequired: false), identity)
+        _ = csv
+    }
+
     // MARK: CSV / TSV
 
     func testCSVSelectsColumnsByNameAndHandlesRFC4180Quoting() throws {

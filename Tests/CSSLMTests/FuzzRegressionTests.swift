@@ -16,11 +16,10 @@ final class FuzzRegressionTests: XCTestCase {
     }
 
     /// Target `tokenizer`, Tests/Fuzz/tokenizer/regression-fixed-padding.bin: an empty text and a
-    /// text of invalid UTF-8, batched with `.fixed(1)`. Every row keeps [CLS] and [SEP], so the
-    /// 2-token row was written past the end of its 1-token slot (a trap here; under the package's
-    /// -Ounchecked, a heap overflow). Now a fixed length must hold the special tokens; the shortest
-    /// allowed one gives rows of special tokens only.
-    func testFixedPaddingHoldsTheSpecialTokensOfEveryRow() throws {
+    /// text of invalid UTF-8. Found in the fixed-length batch padding (since removed: the encoder
+    /// takes TokenBatch, padded to the longest row), where a 2-token row was written past a 1-token
+    /// slot. Kept for the truncation it exercises: down to the special tokens alone, they stay.
+    func testTruncationDownToTheSpecialTokensKeepsThem() throws {
         let crash: [UInt8] = [
             0x60, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xAF, 0xAF, 0xAF, 0xAF, 0xAF, 0xAF, 0xAF, 0xAF,
             0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
@@ -34,17 +33,16 @@ final class FuzzRegressionTests: XCTestCase {
         let vocab = WordPieceVocabulary(tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "end", "e", "##n", "##d"])
         let tokenizer = try WordPieceTokenizer(vocabulary: vocab, config: config)
 
-        let single = tokenizer.encodeBatch(texts, maxLength: 255, padding: .fixed(2))
-        XCTAssertEqual(single.ids, [2, 3, 2, 3])
-        XCTAssertEqual(single.lengths, [2, 2])
-        let pair = tokenizer.encodeBatch([texts[1]], pairs: [texts[1]], maxLength: 255, padding: .fixed(3))
+        // (Found in the fixed-length padding path, since removed; the same truncations through encode.)
+        XCTAssertEqual(texts.map { tokenizer.encode($0, maxLength: 2).ids }, [[2, 3], [2, 3]])
+        let pair = tokenizer.encode(texts[1], pair: texts[1], maxLength: 3)
         XCTAssertEqual(pair.ids, [2, 3, 3])
         XCTAssertEqual(pair.tokenTypeIds, [0, 0, 1])
-        let roomy = tokenizer.encodeBatch(texts, maxLength: 255, padding: .fixed(6))
-        for (row, length) in roomy.lengths.enumerated() {
-            XCTAssertTrue((2...6).contains(length))
-            XCTAssertEqual(roomy.ids[row * 6], 2)
-            XCTAssertEqual(roomy.ids[row * 6 + length - 1], 3)
+        for text in texts {
+            let roomy = tokenizer.encode(text, maxLength: 6).ids
+            XCTAssertTrue((2...6).contains(roomy.count))
+            XCTAssertEqual(roomy.first, 2)
+            XCTAssertEqual(roomy.last, 3)
         }
     }
 

@@ -48,6 +48,12 @@ extension ResumeTests {
             XCTAssertEqual(byDefault, try output(command + ["--max-length", "5"]), "\(command[0]) without --max-length")
             XCTAssertNotEqual(byDefault, try output(command + ["--max-length", "32"]), "\(command[0]): the length matters here")
         }
+        // predict takes JSON lines as embed does: the same texts as JSON strings predict the same.
+        let jsonInput = dir.appendingPathComponent("lines.jsonl")
+        let jsonLines = [#""good movie was very fine .""#, #"{"text": "awful plot is not great at all ."}"#]
+        try (jsonLines.joined(separator: "\n") + "\n").write(to: jsonInput, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try output(["predict", "--model", trained, "--input", jsonInput.path, "--input-format", "json"]),
+                       try output(["predict", "--model", trained, "--input", input.path]))
         // eval without the flag reproduces the run's own test metrics.
         let evaluated = try JSONSerialization.jsonObject(with: Data(try output(["eval", "--model", trained, "--data", data.path]).utf8))
             as! [String: Any]

@@ -89,27 +89,24 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// The padded batch the encoder takes (TokenBatch) holds each pair's single encoding, padded
+    /// with [PAD], token type 0 and mask 0, the first [SEP] marked.
     func testBatchRowsEqualSingleEncodingsPaddedWithMask() throws {
         guard let (tokenizer, cases) = try loadFixture() else { return }
         let batch = Array(cases.filter { $0.pair != nil }.prefix(7))
-        let encoded = tokenizer.encodeBatch(batch.map(\.text), pairs: batch.map { $0.pair! },
-                                            maxLength: 32, padding: .longest)
-        let t = encoded.sequenceLength
-        XCTAssertEqual(encoded.batchSize, batch.count)
-        XCTAssertEqual(t, encoded.lengths.max())
-        for (r, c) in batch.enumerated() {
-            let single = tokenizer.encode(c.text, pair: c.pair, maxLength: 32)
+        let singles = batch.map { tokenizer.encode($0.text, pair: $0.pair, maxLength: 32) }
+        let encoded = try TokenBatch(sequences: singles.map(\.ids), typeIds: singles.map(\.tokenTypeIds),
+                                     padId: tokenizer.paddingId, sepId: tokenizer.separatorId)
+        let t = encoded.seqLen
+        XCTAssertEqual(encoded.batch, batch.count)
+        XCTAssertEqual(t, singles.map(\.count).max())
+        for (r, single) in singles.enumerated() {
             let row = r * t..<(r + 1) * t
             XCTAssertEqual(Array(encoded.ids[row]), single.ids + Array(repeating: tokenizer.paddingId, count: t - single.count))
-            XCTAssertEqual(Array(encoded.tokenTypeIds[row]), single.tokenTypeIds + Array(repeating: 0, count: t - single.count))
-            XCTAssertEqual(Array(encoded.attentionMask[row]), Array(repeating: 1, count: single.count) + Array(repeating: 0, count: t - single.count))
+            XCTAssertEqual(Array(encoded.typeIds[row]), single.tokenTypeIds + Array(repeating: 0, count: t - single.count))
+            XCTAssertEqual(Array(encoded.mask[row]), Array(repeating: 1, count: single.count) + Array(repeating: 0, count: t - single.count))
+            XCTAssertEqual(encoded.sepPositions[r], single.ids.firstIndex(of: tokenizer.separatorId))
         }
-        let fixed = tokenizer.encodeBatch(batch.map(\.text), maxLength: 512, padding: .fixed(10))
-        XCTAssertEqual(fixed.sequenceLength, 10)
-        XCTAssertEqual(fixed.ids.count, 10 * batch.count)
-        XCTAssertTrue(fixed.lengths.allSatisfy { $0 <= 10 })
-        let first = tokenizer.encode(batch[0].text, maxLength: 10).ids
-        XCTAssertEqual(Array(fixed.ids[0..<10]), first + Array(repeating: tokenizer.paddingId, count: 10 - first.count))
     }
 
     /// HF's longest_first: the difference comes off the longer text, then both lose evenly, the

@@ -196,4 +196,47 @@ final class TrainerTests: XCTestCase {
             print("\(method) losses W=1:", losses[0].map { String(format: "%.6f", $0) }.joined(separator: " "))
         }
     }
+
+    /// The pretrained encoder's pool vectors are cached in the corpus index format: a second run
+    /// reads them (and trains to the same result), a damaged cache file is named in a warning and
+    /// encoded again, never used.
+    func testPoolCacheIsReadBackAndADamagedOneIsEncodedAgain() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("csslm-poolcache-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (model, data) = try Self.makeTinyTask(in: dir)
+        let cache = dir.appendingPathComponent("cache")
+        func run(_ name: String) throws -> (String, RunResult) {
+            let out = dir.appendingPathComponent(name)
+            let (status, output) = try Self.runCSSLM(["train", "--model", model.path, "--data", data.path, "--output", out.path,
+                                                      "--method", "csslm", "--retriever", "query", "--retrieval-encoder", "pretrained",
+                                                      "--pool-cache", cache.path, "--per-class", "6", "--batch-size", "5",
+                                                      "--epochs", "2", "--learning-rate", "1e-3", "--max-length", "16",
+                                                      "--corpus", dir.appendingPathComponent("corpus.txt").path, "--min-corpus-tokens", "2",
+                                                      "--pool-size", "30", "--top-k", "3", "--negatives", "4", "--init-epochs", "1"],
+                                                     ranks: nil)
+            XCTAssertEqual(status, 0, output)
+            var result = try JSONDecoder().decode(RunResult.self, from: Data(contentsOf: out.appendingPathComponent(RunFolder.resultFile)))
+            result.seconds = 0
+            return (output, result)
+        }
+        let (first, expected) = try run("first")
+        XCTAssertTrue(first.contains("encoded with the pretrained encoder"), first)
+        let files = try FileManager.default.contentsOfDirectory(atPath: cache.path).filter { $0.hasSuffix(".index") }
+        XCTAssertEqual(files.count, 1, "\(files)")
+        let file = cache.appendingPathComponent(files[0])
+        XCTAssertEqual(try CorpusIndex(contentsOf: file).count, 30)
+
+        let (second, cachedResult) = try run("second")
+        XCTAssertTrue(second.contains("pool vectors of the pretrained encoder read from \(file.path)"), second)
+        XCTAssertEqual(cachedResult, expected)
+
+        var bytes = try Data(contentsOf: file)
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: file)
+        let (third, rebuiltResult) = try run("third")
+        XCTAssertTrue(third.contains("pool cache not used, encoding again") && third.contains(file.path), third)
+        XCTAssertTrue(third.contains("encoded with the pretrained encoder"), third)
+        XCTAssertEqual(rebuiltResult, expected)
+        XCTAssertNoThrow(try CorpusIndex(contentsOf: file), "the damaged cache is written anew")
+    }
 }

@@ -63,8 +63,9 @@ extension LabeledDataset {
     }
 }
 
-/// A task's labelled data as `scripts/fetch_data.py` writes it: `labels.txt` and
-/// `{train,dev,test}.jsonl` in one directory.
+/// A task's labelled data: `labels.txt` and one file per split (`train`, `dev`, `test`) in one
+/// directory, each split as JSONL (`scripts/fetch_data.py` writes these), CSV, TSV (columns `text`
+/// and `label`) or the CSS-LM reference JSON list (`sentence`, `sentiment`).
 public struct DatasetSplits: Sendable {
     public var labels: [String]
     public var train: LabeledDataset
@@ -72,19 +73,54 @@ public struct DatasetSplits: Sendable {
     public var test: LabeledDataset
     /// One report per split file, in train, dev, test order; log the ones that are not clean.
     public var reports: [DataReadReport]
+    /// The split files read, in train, dev, test order.
+    public var files: [URL] = []
+
+    public static let splits = ["train", "dev", "test"]
+    /// The extensions a split file may have, in the order they are looked for.
+    public static let splitExtensions = ["jsonl", "csv", "tsv", "json"]
+
+    /// Every file name a dataset folder may hold, labels.txt first (the run identity hashes the
+    /// present ones in this order; JSONL first, so the identity of a JSONL folder is unchanged).
+    public static var fileNames: [String] {
+        ["labels.txt"] + splitExtensions.flatMap { ext in splits.map { "\($0).\(ext)" } }
+    }
+
+    /// The one file of `split` in `directory`; an error when there is none or more than one.
+    public static func splitFile(_ split: String, in directory: URL) throws -> URL {
+        let present = splitExtensions.map { directory.appendingPathComponent("\(split).\($0)") }
+            .filter { FileManager.default.fileExists(atPath: $0.path) }
+        guard present.count == 1 else {
+            let names = splitExtensions.map { "\(split).\($0)" }.joined(separator: ", ")
+            throw DataError.unreadable(
+                file: directory.appendingPathComponent(split).path,
+                reason: present.isEmpty ? "no \(split) split: expected one of \(names) in the dataset folder"
+                    : "\(present.map(\.lastPathComponent).joined(separator: " and ")) both present: keep one \(split) file")
+        }
+        return present[0]
+    }
+
+    /// Reads one split file by its extension, against `labels`.
+    public static func readSplit(at url: URL, labels: [String]) throws -> (dataset: LabeledDataset, report: DataReadReport) {
+        switch url.pathExtension.lowercased() {
+        case "csv", "tsv": return try LabeledDataset.readCSV(at: url, labels: labels)
+        case "json": return try LabeledDataset.readReferenceJSON(at: url, labels: labels)
+        default: return try LabeledDataset.readJSONL(at: url, labels: labels)
+        }
+    }
 
     /// Loads `directory/labels.txt` and the three split files against it.
     public static func load(directory: URL) throws -> DatasetSplits {
         let labels = try LabeledDataset.readLabels(at: directory.appendingPathComponent("labels.txt"))
         var sets: [LabeledDataset] = []
         var reports: [DataReadReport] = []
-        for split in ["train", "dev", "test"] {
-            let (set, report) = try LabeledDataset.readJSONL(
-                at: directory.appendingPathComponent("\(split).jsonl"), labels: labels)
+        let files = try splits.map { try splitFile($0, in: directory) }
+        for file in files {
+            let (set, report) = try readSplit(at: file, labels: labels)
             sets.append(set)
             reports.append(report)
         }
-        return DatasetSplits(labels: labels, train: sets[0], dev: sets[1], test: sets[2], reports: reports)
+        return DatasetSplits(labels: labels, train: sets[0], dev: sets[1], test: sets[2], reports: reports, files: files)
     }
 }
 

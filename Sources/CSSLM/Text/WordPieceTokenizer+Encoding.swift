@@ -1,6 +1,6 @@
-// Model inputs from text: [CLS] A [SEP] (B [SEP]), token type ids 0 for A and 1 for B,
-// truncation to a maximum length (HF's longest_first for pairs), and batches padded into flat
-// [B*T] Int32 buffers with an attention mask, ready for the encoder.
+// Model inputs from text: [CLS] A [SEP] (B [SEP]), token type ids 0 for A and 1 for B, and
+// truncation to a maximum length (HF's longest_first for pairs). Batches are padded by
+// `TokenBatch(sequences:typeIds:padId:sepId:)`, the one padded form the encoder takes.
 import Foundation
 
 /// One encoded sequence (or pair), unpadded.
@@ -11,30 +11,6 @@ public struct Encoding: Equatable, Sendable {
     public var tokenTypeIds: [Int32]
 
     public var count: Int { ids.count }
-}
-
-/// How a batch is padded.
-public enum Padding: Equatable, Sendable {
-    /// To the longest sequence of the batch.
-    case longest
-    /// To exactly `T` tokens; longer sequences are truncated to `T` (HF's padding="max_length").
-    case fixed(Int)
-}
-
-/// A padded batch: every buffer is row-major [B*T].
-public struct BatchEncoding: Equatable, Sendable {
-    /// B.
-    public var batchSize: Int
-    /// T, the padded length of every row.
-    public var sequenceLength: Int
-    /// [B*T] token ids; padding positions hold the [PAD] id.
-    public var ids: [Int32]
-    /// [B*T] 1 for real tokens, 0 for padding.
-    public var attentionMask: [Int32]
-    /// [B*T] token type ids; 0 on padding.
-    public var tokenTypeIds: [Int32]
-    /// [B] the number of real tokens in each row.
-    public var lengths: [Int]
 }
 
 extension WordPieceTokenizer {
@@ -50,43 +26,6 @@ extension WordPieceTokenizer {
         var first = ids(of: text)
         var second = pair.map(ids(of:))
         return assemble(&first, &second, maxLength: maxLength, addSpecialTokens: addSpecialTokens)
-    }
-
-    /// Encodes texts (and pairs, when given: `pairs.count == texts.count`) into one padded batch.
-    /// With `.fixed(T)` every row is truncated to at most T tokens even when `maxLength` is larger.
-    public func encodeBatch(_ texts: [String], pairs: [String]? = nil, maxLength: Int? = nil,
-                            padding: Padding = .longest, addSpecialTokens: Bool = true) -> BatchEncoding {
-        precondition(pairs == nil || pairs!.count == texts.count, "one pair per text")
-        var limit = maxLength
-        if case .fixed(let t) = padding {
-            // Truncation never removes special tokens: a shorter row could not hold them.
-            let specials = addSpecialTokens ? (pairs == nil ? 2 : 3) : 1
-            precondition(t >= specials, "fixed padding length \(t) cannot hold the \(specials) special tokens")
-            limit = min(maxLength ?? t, t)
-        }
-        let rows = texts.indices.map { i in
-            encode(texts[i], pair: pairs?[i], maxLength: limit, addSpecialTokens: addSpecialTokens)
-        }
-        let t: Int
-        switch padding {
-        case .longest: t = rows.map(\.count).max() ?? 0
-        case .fixed(let fixed): t = fixed
-        }
-        let b = rows.count
-        var batch = BatchEncoding(batchSize: b, sequenceLength: t,
-                                  ids: [Int32](repeating: paddingId, count: b * t),
-                                  attentionMask: [Int32](repeating: 0, count: b * t),
-                                  tokenTypeIds: [Int32](repeating: 0, count: b * t),
-                                  lengths: rows.map(\.count))
-        for (r, row) in rows.enumerated() {
-            let base = r * t
-            for k in 0..<row.count {
-                batch.ids[base + k] = row.ids[k]
-                batch.tokenTypeIds[base + k] = row.tokenTypeIds[k]
-                batch.attentionMask[base + k] = 1
-            }
-        }
-        return batch
     }
 
     /// Truncates (HF's rules, to the letter) then adds the special tokens.

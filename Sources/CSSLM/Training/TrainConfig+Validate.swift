@@ -36,7 +36,7 @@ extension TrainConfig {
         }
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory) || !isDirectory.boolValue {
-            throw bad("data", "'\(data)' is not a dataset folder (labels.txt, train/dev/test.jsonl)")
+            throw bad("data", "'\(data)' is not a dataset folder (labels.txt, train/dev/test as .jsonl, .csv, .tsv or .json)")
         }
         if !FileManager.default.fileExists(atPath: model + "/config.json") {
             throw bad("model", "'\(model)' has no config.json", hint: "run scripts/setup.sh, or point --model at an HF model folder")

@@ -83,7 +83,7 @@ public enum ContrastiveKind: String, Codable, CaseIterable, Sendable {
 public struct TrainConfig: Codable, Equatable, Sendable {
     /// HF model folder (config.json, model.safetensors, vocab.txt).
     public var model = "assets/models/all-MiniLM-L6-v2"
-    /// Dataset folder: labels.txt and {train,dev,test}.jsonl.
+    /// Dataset folder: labels.txt and {train,dev,test} as .jsonl, .csv, .tsv or .json (DatasetSplits).
     public var data = "assets/data/rotten_tomatoes"
     /// Run folder (created): config.json, fewshot_sample.jsonl, metrics.jsonl, result.json.
     public var output = "runs/default"

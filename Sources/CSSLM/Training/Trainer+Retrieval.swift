@@ -26,7 +26,12 @@ extension Trainer {
         let labelled = try documentEncoder.encode(train.encodings, communicator: communicator)
         // Rank 0 looks in the cache; every rank follows its answer.
         let cacheURL = communicator.rank == 0 ? try poolCacheURL() : nil
-        let cached = cacheURL.flatMap { try? readPoolCache($0) }
+        var cached: DocumentVectors?
+        if let cacheURL, FileManager.default.fileExists(atPath: cacheURL.path) {
+            do { cached = try readPoolCache(cacheURL) } catch {
+                diagnostics.warning("pool cache not used, encoding again: \(error)")
+            }
+        }
         let pool: DocumentVectors
         if try communicator.agree(cached == nil ? 0 : 1, name: "agree(pool cache hit)") == 1 {
             pool = try DocumentVectors.fromRoot(cached, communicator: communicator)
@@ -43,7 +48,7 @@ extension Trainer {
         pretrained = PretrainedVectors(pool: pool, labelled: labelled)
     }
 
-    /// `<poolCache>/pool-<key>.safetensors`, the key a SHA-256 over everything the vectors depend on.
+    /// `<poolCache>/pool-<key>.index`, the key a SHA-256 over everything the vectors depend on.
     func poolCacheURL() throws -> URL? {
         guard !config.poolCache.isEmpty else { return nil }
         let modelDir = URL(fileURLWithPath: config.model)
@@ -54,24 +59,25 @@ extension Trainer {
             var text = part + "\n"
             text.withUTF8 { key.update(UnsafeRawBufferPointer($0)) }
         }
-        return URL(fileURLWithPath: config.poolCache).appendingPathComponent("pool-\(key.finalize().hex.prefix(24)).safetensors")
+        return URL(fileURLWithPath: config.poolCache).appendingPathComponent("pool-\(key.finalize().hex.prefix(24)).index")
     }
 
+    /// The cached pool vectors, in the corpus index format (float32, so they equal a fresh
+    /// encoding bit for bit); every header field is checked against this run's pool and encoder.
     func readPoolCache(_ url: URL) throws -> DocumentVectors {
-        let file = try SafetensorsFile(url: url)
-        let n = corpusPool.count, h = hidden
-        var rows = [Float](repeating: 0, count: n * 2 * h)
-        try rows.withUnsafeMutableBufferPointer { try file.read("vectors", into: $0.baseAddress!, expectedShape: [n, 2 * h]) }
-        return DocumentVectors(count: n, hidden: h, rows: rows)
+        let index = try CorpusIndex(contentsOf: url, expecting: CorpusIndexExpectation(
+            hidden: hidden, count: corpusPool.count, maxLength: corpusPool.maxLength,
+            corpusDigest: corpusPool.digest, modelDigest: encoderDigest(model)))
+        guard index.precision == .float32 else {
+            throw CSSLMError("\(url.path): pool vectors stored as \(index.precision), the cache keeps float32")
+        }
+        return index.vectors()
     }
 
     func writePoolCache(_ vectors: DocumentVectors, to url: URL) throws {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try vectors.rows.withUnsafeBufferPointer {
-            try SafetensorsWriter.write([SafetensorsEntry(name: "vectors", shape: [vectors.count, 2 * vectors.hidden], values: $0)],
-                                        metadata: ["format": "csslm-pool-vectors", "model": config.model,
-                                                   "corpus": config.corpusPath, "features": config.features.rawValue], to: url)
-        }
+        try CorpusIndex.write(vectors, documents: corpusPool.documents, precision: .float32, maxLength: corpusPool.maxLength,
+                              corpusDigest: corpusPool.digest, modelDigest: encoderDigest(model), to: url)
     }
 
     /// Stage 2: encodes the pool with the best init model on every rank (each a shard), rank 0

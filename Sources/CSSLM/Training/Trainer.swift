@@ -120,9 +120,10 @@ public final class Trainer {
     /// Dev and test labels must be classes the few-shot training set can contain.
     static func checkLabelsCovered(_ s: DatasetSplits, data: String) throws {
         let trainClasses = Set(s.train.examples.map(\.label))
-        for (name, set) in [("dev", s.dev), ("test", s.test)] {
+        func name(_ i: Int) -> String { s.files.count == 3 ? s.files[i].lastPathComponent : DatasetSplits.splits[i] + ".jsonl" }
+        for (i, set) in [(1, s.dev), (2, s.test)] {
             if let missing = Set(set.examples.map(\.label)).subtracting(trainClasses).min() {
-                throw CSSLMError("\(data)/\(name).jsonl: label '\(s.labels[missing])' has no example in train.jsonl",
+                throw CSSLMError("\(data)/\(name(i)): label '\(s.labels[missing])' has no example in \(name(0))",
                                  hint: "every class needs training examples")
             }
         }

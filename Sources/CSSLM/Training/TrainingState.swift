@@ -8,7 +8,7 @@ import Foundation
 public struct RunIdentity: Codable, Equatable, Sendable {
     /// "sha256:<hex>" over the model folder's config.json, model.safetensors and vocab.txt.
     public var model: String
-    /// "sha256:<hex>" over the dataset folder's labels.txt and train/dev/test.jsonl.
+    /// "sha256:<hex>" over the dataset folder's labels.txt and split files.
     public var dataset: String
 
     public init(model: String, dataset: String) {
@@ -19,7 +19,7 @@ public struct RunIdentity: Codable, Equatable, Sendable {
     /// The files that make a model's identity, in hashing order.
     public static let modelFiles = ["config.json", "model.safetensors", "vocab.txt"]
     /// The files that make a dataset's identity (those present), in hashing order.
-    public static let datasetFiles = ["labels.txt", "train.jsonl", "dev.jsonl", "test.jsonl"]
+    public static var datasetFiles: [String] { DatasetSplits.fileNames }
 
     /// Hashes the model and dataset folders (reads ~100 MB for MiniLM: call it on rank 0 only).
     public static func of(modelDirectory: URL, dataDirectory: URL) throws -> RunIdentity {
